@@ -1,0 +1,1 @@
+"""Code that runs in the deployed function app: normalizer, model runtime, telemetry, HTTP helpers."""

@@ -1,0 +1,1 @@
+"""Training pipeline: public labelled tweets -> evaluated, ONNX-exported sentiment model."""

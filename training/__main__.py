@@ -1,0 +1,5 @@
+"""``python -m training <subcommand>``."""
+
+from training.cli import app
+
+app()
