@@ -26,7 +26,10 @@ NEGATIVE_EMOTICON_TOKEN = "emoneg"
 
 # Double-encoded UTF-8 read as cp1252/latin-1 ("â€™" for "’") and the replacement-character mojibake
 # ("ï¿½") that Sentiment140 is full of.
-_MOJIBAKE_HINT = re.compile("[\u00c2\u00c3\u00e2][\u0080-\u00bf\u20ac\u201a-\u203a\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]")
+_MOJIBAKE_HINT = re.compile(
+    "[\u00c2\u00c3\u00e2]"
+    "[\u0080-\u00bf\u20ac\u201a-\u203a\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u02c6\u02dc]"
+)
 _REPLACEMENT = re.compile("(?:\u00ef\u00bf\u00bd|\ufffd)+")
 
 _URL = re.compile(

@@ -1,0 +1,172 @@
+"""Air Paradis tweet sentiment: the Azure Functions app (Python v2 programming model).
+
+A thin HTTP layer: check the request (serving.http), score it (serving.runtime), record the business
+event (serving.telemetry), answer JSON. The model loads once, here, at import; if it cannot load the app
+still imports and indexes, and ``health``/``predict`` answer 503 with the reason, because an import-time
+exception is what Azure reports as "0 functions found".
+
+Every route accepts every method and answers a wrong one with the JSON 405 of CONTRACT itself, so the
+answer is the same under ``func start``, in Azure and through ``serving.local_host``.
+"""
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import azure.functions as func
+
+from serving import telemetry
+from serving.http import (
+    ApiError,
+    error_response,
+    html_response,
+    json_response,
+    parse_feedback,
+    parse_predict,
+    read_json_object,
+    require_method,
+)
+from serving.openapi import document
+from serving.runtime import load_configured_model
+
+UI_PAGE = Path(__file__).resolve().parent / "serving" / "static" / "ui.html"
+PLACEHOLDER_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Air Paradis sentiment</title>"
+    "<p>The test page is not installed. POST JSON to /api/predict.</p></html>"
+)
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+log = logging.getLogger(f"{telemetry.APP_LOGGER_NAME}.app")
+
+telemetry.configure()
+MODEL_STATE = load_configured_model()
+if MODEL_STATE.model is None:
+    log.error("model unavailable: %s", MODEL_STATE.reason)
+else:
+    log.info("model %s loaded from %s", MODEL_STATE.model.version, MODEL_STATE.configured_path)
+OPENAPI_BODY = json_response(document()).get_body()
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+def answers_json_errors(handler: Callable[[func.HttpRequest], func.HttpResponse]):
+    """Refused requests become their JSON error. Anything else is a bug: log it with its traceback and
+    answer a JSON 503 that says to retry, never a 500 with a stack trace (the fuzz tests assert this
+    path is never taken)."""
+
+    @functools.wraps(handler)
+    def endpoint(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except ApiError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("unexpected error in %s %s", req.method, handler.__name__)
+            return error_response(
+                ApiError(503, "service_unavailable", "the request could not be processed; retry later")
+            )
+
+    return endpoint
+
+
+def _require_model():
+    if MODEL_STATE.model is None:
+        raise ApiError(503, "model_unavailable", f"the model is not loaded: {MODEL_STATE.reason}")
+    return MODEL_STATE.model
+
+
+@app.function_name("predict")
+@app.route(route="predict", methods=ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+@answers_json_errors
+def predict(req: func.HttpRequest) -> func.HttpResponse:
+    """Score one text (``text``) or a batch (``texts``); ``explain`` adds the driving terms."""
+    require_method(req, "POST")
+    model = _require_model()
+    request = parse_predict(read_json_object(req))
+    predictions = model.predict(request.texts, explain=request.explain)
+    version = model.version
+    answers = []
+    negatives = 0
+    total = 0.0
+    for prediction in predictions:
+        answer = {
+            "prediction_id": uuid.uuid4().hex,
+            "label": prediction.label,
+            "negative_probability": prediction.negative_probability,
+            "model_version": version,
+        }
+        if prediction.explanation is not None:
+            answer["explanation"] = prediction.explanation
+        answers.append(answer)
+        negatives += prediction.label == model.labels[0]
+        total += prediction.negative_probability
+    telemetry.record_scored(
+        model_version=version,
+        texts=len(predictions),
+        negatives=negatives,
+        mean_negative_probability=total / len(predictions),
+    )
+    return json_response({"model_version": version, "predictions": answers} if request.batch else answers[0])
+
+
+@app.function_name("feedback")
+@app.route(route="feedback", methods=ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+@answers_json_errors
+def feedback(req: func.HttpRequest) -> func.HttpResponse:
+    """Record whether a prediction was right (WrongPrediction / PredictionConfirmed)."""
+    require_method(req, "POST")
+    request = parse_feedback(read_json_object(req))
+    feedback_id = uuid.uuid4().hex
+    telemetry.record_feedback(
+        feedback_id=feedback_id,
+        prediction_id=request.prediction_id,
+        predicted_label=request.predicted_label,
+        negative_probability=request.negative_probability,
+        model_version=MODEL_STATE.model.version if MODEL_STATE.model else "unavailable",
+        text=request.text,
+        correct=request.correct,
+    )
+    return json_response({"feedback_id": feedback_id, "recorded": True}, 202)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+@answers_json_errors
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness and model identity; 503 with the reason when the model failed to load."""
+    require_method(req, "GET")
+    if MODEL_STATE.model is None:
+        return json_response(
+            {
+                "status": "unavailable",
+                "model_version": None,
+                "model_loaded": False,
+                "reason": MODEL_STATE.reason,
+            },
+            503,
+        )
+    return json_response({"status": "ok", "model_version": MODEL_STATE.model.version, "model_loaded": True})
+
+
+@app.function_name("ui")
+@app.route(route="ui", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+@answers_json_errors
+def ui(req: func.HttpRequest) -> func.HttpResponse:
+    """The self-contained test page, under a Content-Security-Policy pinned to its own inline code."""
+    require_method(req, "GET")
+    try:
+        page = UI_PAGE.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        page = PLACEHOLDER_PAGE
+    return html_response(page)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+@answers_json_errors
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 description of these routes."""
+    require_method(req, "GET")
+    return func.HttpResponse(OPENAPI_BODY, mimetype="application/json", charset="utf-8")

@@ -1,0 +1,174 @@
+// Flex Consumption plan (FC1, Linux) and the Python 3.13 Function App that serves the model.
+// The app runs as the user-assigned identity: it reads its deployment package, keeps its host
+// state in blob storage and sends telemetry to Application Insights, all without a key.
+
+@description('Azure region of the resources.')
+param location string
+
+@description('Tags put on the plan.')
+param tags object
+
+@description('Tags put on the Function App (with the service tag the Azure Developer CLI looks for).')
+param appTags object
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Function App name (globally unique: it is the host name).')
+param functionAppName string
+
+@description('Resource ID of the user-assigned managed identity the app runs as.')
+param identityId string
+
+@description('Client ID of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Storage account of the host state (AzureWebJobsStorage).')
+param storageAccountName string
+
+@description('Primary blob endpoint of that storage account, https://<account>.blob.core.windows.net/.')
+param blobEndpoint string
+
+@description('Blob container of the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights connection string (no secret: local authentication is disabled).')
+param appInsightsConnectionString string
+
+@description('Highest number of instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('Memory of one instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+
+@description('Path of the ONNX model inside the deployment package (MODEL_PATH).')
+param modelPath string
+
+@description('Whether WrongPrediction events carry the tweet text (FEEDBACK_INCLUDE_TEXT).')
+param feedbackIncludeText bool
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
+  //checkov:skip=CKV_AZURE_17:Callers authenticate with function keys; client certificates would lock out the public test page and health probe
+  name: functionAppName
+  location: location
+  tags: appTags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'Authorization=AAD;ClientId=${identityClientId}'
+        }
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME'
+          value: 'air_paradis'
+        }
+        {
+          name: 'MODEL_PATH'
+          value: modelPath
+        }
+        {
+          name: 'FEEDBACK_INCLUDE_TEXT'
+          value: feedbackIncludeText ? 'true' : 'false'
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.13'
+      }
+    }
+  }
+}
+
+// Deployments authenticate with Microsoft Entra ID (RBAC), never with publishing passwords.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output functionAppName string = functionApp.name
+output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
+output functionAppId string = functionApp.id

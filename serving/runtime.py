@@ -1,0 +1,217 @@
+"""The model runtime: one ONNX Runtime session, the shared normalizer, and the model's own metadata.
+
+Everything the service says about a prediction (label, threshold, version, explanation terms) comes from
+the ONNX file, so a new model is deployed by replacing that one file. Loading checks the file's contract
+(input, outputs, metadata, a probe run) up front and reports a readable reason, because a model that
+fails later, on a customer's request, is worse than one that refuses to load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.normalizer import NORMALIZER_VERSION, normalize
+
+INPUT_NAME = "text"
+PROBABILITY_OUTPUT = "negative_probability"
+TERM_OUTPUTS = ("term_row", "term_text", "term_weight")
+REQUIRED_METADATA = ("model_version", "normalizer_version", "threshold", "labels")
+DEFAULT_MODEL_PATH = "model/sentiment.onnx"
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, unreadable or breaks the artifact contract; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    negative_probability: float
+    explanation: list[dict] | None
+
+
+def configured_model_path(environ: os._Environ | dict | None = None) -> Path:
+    """``MODEL_PATH`` (relative paths are taken from the app folder, like the Functions host does)."""
+    value = (environ if environ is not None else os.environ).get("MODEL_PATH") or DEFAULT_MODEL_PATH
+    path = Path(value)
+    return path if path.is_absolute() else APP_ROOT / path
+
+
+def _session_options() -> ort.SessionOptions:
+    """One thread per request: the graph's work per text is a few lookups, so a thread pool only adds
+    wake-up latency, and the Functions host already runs requests concurrently."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            if key in REQUIRED_METADATA:
+                raise ModelLoadError(f"metadata {key!r} is not a JSON document: {value[:80]!r}") from None
+            metadata[key] = value
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise ModelLoadError(f"metadata lacks {', '.join(missing)}")
+    version = metadata["model_version"]
+    if not isinstance(version, str) or not version:
+        raise ModelLoadError("metadata 'model_version' must be a non-empty string")
+    threshold = metadata["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ModelLoadError(f"metadata 'threshold' must be a number in [0, 1], got {threshold!r}")
+    labels = metadata["labels"]
+    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) and x for x in labels)):
+        raise ModelLoadError(f"metadata 'labels' must be two names [negative, positive], got {labels!r}")
+    if str(metadata["normalizer_version"]) != NORMALIZER_VERSION:
+        raise ModelLoadError(
+            f"model was trained with normalizer version {metadata['normalizer_version']!r}, "
+            f"serving has {NORMALIZER_VERSION!r}: retrain or deploy the matching code"
+        )
+    return metadata
+
+
+def _shown(path: Path) -> str:
+    """The path as the operator configured it: relative to the app folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(APP_ROOT))
+    except ValueError:
+        return str(path)
+
+
+class SentimentModel:
+    """Scores raw tweets: normalize, run the graph, apply the model's threshold and labels."""
+
+    __slots__ = (
+        "_all_outputs",
+        "_probability_only",
+        "labels",
+        "metadata",
+        "path",
+        "session",
+        "threshold",
+        "version",
+    )
+
+    def __init__(self, session: ort.InferenceSession, metadata: dict[str, Any], path: Path):
+        self.session = session
+        self.metadata = metadata
+        self.path = path
+        self.version: str = metadata["model_version"]
+        self.threshold: float = float(metadata["threshold"])
+        self.labels: tuple[str, str] = tuple(metadata["labels"])
+        self._probability_only = [PROBABILITY_OUTPUT]
+        self._all_outputs = [PROBABILITY_OUTPUT, *TERM_OUTPUTS]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SentimentModel:
+        """Open the file with the CPU provider and check it honours the artifact contract."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {_shown(path)} (set MODEL_PATH or add the file)")
+        try:
+            session = ort.InferenceSession(str(path), _session_options(), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises several unrelated types for unreadable files
+            raise ModelLoadError(f"model file {path.name} cannot be read by ONNX Runtime: {error}") from None
+        inputs = session.get_inputs()
+        if [(i.name, i.type) for i in inputs] != [(INPUT_NAME, "tensor(string)")]:
+            found = ", ".join(f"{i.name} {i.type}" for i in inputs)
+            raise ModelLoadError(f"model must take one string tensor input {INPUT_NAME!r}, found: {found}")
+        outputs = {o.name: o.type for o in session.get_outputs()}
+        expected = {
+            PROBABILITY_OUTPUT: "tensor(float)",
+            "term_row": "tensor(int64)",
+            "term_text": "tensor(string)",
+            "term_weight": "tensor(float)",
+        }
+        wrong = [f"{name} ({kind})" for name, kind in expected.items() if outputs.get(name) != kind]
+        if wrong:
+            raise ModelLoadError(f"model lacks the outputs {', '.join(wrong)}")
+        model = cls(session, _parse_metadata(session.get_modelmeta().custom_metadata_map), path)
+        model._probe()
+        return model
+
+    def _probe(self) -> None:
+        """Score a few texts once, so that a graph that fails at run time is refused at load time."""
+        probe = ["", "good morning !", "the flight was delayed again ?"]
+        try:
+            predictions = self.predict(probe, explain=True)
+        except Exception as error:
+            raise ModelLoadError(f"model failed its probe run: {error}") from None
+        for prediction in predictions:
+            if not math.isfinite(prediction.negative_probability) or not (
+                0.0 <= prediction.negative_probability <= 1.0
+            ):
+                raise ModelLoadError(
+                    f"model returned an invalid probability {prediction.negative_probability}"
+                )
+
+    def predict(self, raw_texts: list[str], explain: bool = False, top_k: int = 5) -> list[Prediction]:
+        """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution."""
+        feed = {INPUT_NAME: np.array([normalize(text) for text in raw_texts], dtype=object)}
+        negative_label, positive_label = self.labels
+        threshold = self.threshold
+        if not explain:
+            (probabilities,) = self.session.run(self._probability_only, feed)
+            return [
+                Prediction(negative_label if p >= threshold else positive_label, p, None)
+                for p in probabilities.tolist()
+            ]
+        probabilities, rows, terms, weights = self.session.run(self._all_outputs, feed)
+        explanations = _top_terms(len(raw_texts), rows, terms, weights, top_k)
+        return [
+            Prediction(negative_label if p >= threshold else positive_label, p, explanation)
+            for p, explanation in zip(probabilities.tolist(), explanations, strict=True)
+        ]
+
+
+def _top_terms(
+    n_rows: int, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray, top_k: int
+) -> list[list[dict]]:
+    """Per row, the ``top_k`` terms with the largest |weight|, largest first (stable on ties)."""
+    explanations: list[list[dict]] = [[] for _ in range(n_rows)]
+    if len(rows) == 0:
+        return explanations
+    order = np.lexsort((-np.abs(weights), rows))
+    for index in order.tolist():
+        row = int(rows[index])
+        if 0 <= row < n_rows and len(explanations[row]) < top_k:
+            explanations[row].append({"term": str(terms[index]), "weight": round(float(weights[index]), 6)})
+    return explanations
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What the app knows at start-up: a model, or the reason there is none."""
+
+    model: SentimentModel | None
+    reason: str | None
+    configured_path: str
+
+
+def load_configured_model(environ: dict | None = None) -> ModelState:
+    """Load ``MODEL_PATH`` without ever raising: the app must import and index even without a model."""
+    env = environ if environ is not None else os.environ
+    configured = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
+    try:
+        return ModelState(SentimentModel.load(configured_model_path(env)), None, configured)
+    except ModelLoadError as error:
+        return ModelState(None, str(error), configured)
+    except Exception as error:  # a loader bug must not become "0 functions found" in Azure
+        return ModelState(None, f"model could not be loaded: {type(error).__name__}: {error}", configured)

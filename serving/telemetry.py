@@ -1,0 +1,210 @@
+"""Business telemetry: the custom events that close the MLOps loop (see CONTRACT, "Telemetry").
+
+Events are plain ``logging`` records carrying ``microsoft.custom_event.name``; the Azure Monitor
+OpenTelemetry exporter turns them into Application Insights ``customEvents`` with every extra in
+``customDimensions``. Without a connection string they only reach the log. Recording is an append to
+the exporter's in-memory batch queue (a background thread ships it), so a slow, failing or absent
+ingestion endpoint never delays or fails a request; any error here is swallowed.
+
+Event and dimension names live here and only here: the alert queries and tests import them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+# Event names (customEvents.name).
+SENTIMENT_SCORED = "SentimentScored"
+WRONG_PREDICTION = "WrongPrediction"
+PREDICTION_CONFIRMED = "PredictionConfirmed"
+EVENT_NAMES = (SENTIMENT_SCORED, WRONG_PREDICTION, PREDICTION_CONFIRMED)
+
+# Dimension names (customDimensions keys; every value is a string).
+MODEL_VERSION = "model_version"
+TEXTS = "texts"
+NEGATIVES = "negatives"
+MEAN_NEGATIVE_PROBABILITY = "mean_negative_probability"
+FEEDBACK_ID = "feedback_id"
+PREDICTION_ID = "prediction_id"
+PREDICTED_LABEL = "predicted_label"
+NEGATIVE_PROBABILITY = "negative_probability"
+TEXT = "text"
+
+# The attribute the exporter reads to make a log record a custom event.
+CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
+TEXT_MAX_CHARS = 280
+
+# App logs under APP_LOGGER_NAME are exported with the events; nothing else is (not the root logger,
+# not the libraries'). In Azure set PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME to the same name.
+APP_LOGGER_NAME = "air_paradis"
+EVENTS_LOGGER_NAME = f"{APP_LOGGER_NAME}.events"
+
+# cloud_RoleName in Application Insights when the app exports by itself (OTEL_SERVICE_NAME wins).
+DEFAULT_SERVICE_NAME = "air-paradis-sentiment"
+CONNECTION_STRING_ENV = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+WORKER_TELEMETRY_ENV = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
+INCLUDE_TEXT_ENV = "FEEDBACK_INCLUDE_TEXT"
+# Larger than the SDK's 2,048 so a burst during an ingestion outage is buffered, not dropped.
+QUEUE_SIZE_ENV = "OTEL_BLRP_MAX_QUEUE_SIZE"
+DEFAULT_QUEUE_SIZE = "16384"
+
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+# Pipelines we do not want from the distro outside Azure: only our log records are exported.
+_INSTRUMENTATIONS = (
+    "azure_sdk",
+    "django",
+    "fastapi",
+    "flask",
+    "httpx",
+    "psycopg2",
+    "requests",
+    "urllib",
+    "urllib3",
+)
+
+_events = logging.getLogger(EVENTS_LOGGER_NAME)
+_events.setLevel(logging.INFO)
+_debug = logging.getLogger(__name__)
+_lock = threading.Lock()
+_state = {"configured": False, "exporting": False}
+
+
+def _env_true(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in _FALSE_WORDS
+
+
+def configure() -> None:
+    """Connect the events to Application Insights when this process must do it itself.
+
+    Idempotent. In Azure the Functions worker already configured Azure Monitor
+    (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true): configuring again would duplicate every event.
+    Without APPLICATIONINSIGHTS_CONNECTION_STRING events stay log-only and the exporter (~0.5 s of
+    imports) is never loaded. Never raises.
+    """
+    with _lock:
+        if _state["configured"]:
+            return
+        _state["configured"] = True
+        try:
+            _state["exporting"] = _configure_exporter()
+        except Exception:
+            _debug.warning("Azure Monitor exporter not configured; events stay log-only", exc_info=True)
+
+
+def _configure_exporter() -> bool:
+    if _env_true(WORKER_TELEMETRY_ENV):
+        return True  # the Functions worker owns the exporter
+    if _provider_already_set():
+        return True  # someone in this process configured OpenTelemetry logging already
+    connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+    if not connection_string:
+        return False
+    os.environ.setdefault(QUEUE_SIZE_ENV, DEFAULT_QUEUE_SIZE)
+    from azure.monitor.opentelemetry import configure_azure_monitor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    # APPLICATIONINSIGHTS_AUTHENTICATION_STRING ("Authorization=AAD;ClientId=...") is read by the
+    # exporter itself, which then authenticates with ManagedIdentityCredential(client_id=...).
+    configure_azure_monitor(
+        connection_string=connection_string,
+        logger_name=APP_LOGGER_NAME,
+        resource=Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME}),
+        disable_tracing=True,
+        disable_metrics=True,
+        enable_live_metrics=False,
+        enable_performance_counters=False,
+        instrumentation_options={name: {"enabled": False} for name in _INSTRUMENTATIONS},
+    )
+    sdk_logger = logging.getLogger("azure")
+    if sdk_logger.level == logging.NOTSET:
+        sdk_logger.setLevel(logging.WARNING)  # not every batch's "Transmission succeeded" and HTTP headers
+    return True
+
+
+def _provider_already_set() -> bool:
+    """True when some OpenTelemetry logger provider is already installed in this process."""
+    if "opentelemetry._logs" not in sys.modules:
+        return False
+    from opentelemetry._logs import NoOpLoggerProvider, ProxyLoggerProvider, get_logger_provider
+
+    return not isinstance(get_logger_provider(), ProxyLoggerProvider | NoOpLoggerProvider)
+
+
+def is_exporting() -> bool:
+    """Whether events go to Application Insights (by this process or by the Functions worker)."""
+    return _state["exporting"]
+
+
+def flush(timeout_millis: int = 30_000) -> bool:
+    """Ship queued events now (tests, shutdown). Blocks up to the exporter's own timeouts."""
+    try:
+        if "opentelemetry._logs" not in sys.modules:
+            return True
+        from opentelemetry._logs import get_logger_provider
+
+        provider = get_logger_provider()
+        force_flush = getattr(provider, "force_flush", None)
+        return bool(force_flush(timeout_millis)) if force_flush else True
+    except Exception:
+        _debug.debug("telemetry flush failed", exc_info=True)
+        return False
+
+
+def _number(value: float) -> str:
+    return repr(round(float(value), 6))
+
+
+def _emit(name: str, dimensions: dict[str, str]) -> None:
+    summary = " ".join(f"{key}={value}" for key, value in dimensions.items() if key != TEXT)
+    _events.info("%s %s", name, summary, extra={CUSTOM_EVENT_ATTRIBUTE: name, **dimensions})
+
+
+def record_scored(
+    *, model_version: str, texts: int, negatives: int, mean_negative_probability: float
+) -> None:
+    """One SentimentScored per successful predict request (not per text): feeds the bad-buzz alert."""
+    try:
+        _emit(
+            SENTIMENT_SCORED,
+            {
+                MODEL_VERSION: str(model_version),
+                TEXTS: str(int(texts)),
+                NEGATIVES: str(int(negatives)),
+                MEAN_NEGATIVE_PROBABILITY: _number(mean_negative_probability),
+            },
+        )
+    except Exception:
+        _debug.debug("SentimentScored not recorded", exc_info=True)
+
+
+def record_feedback(
+    *,
+    feedback_id: str,
+    prediction_id: str | None,
+    predicted_label: str,
+    negative_probability: float | None,
+    model_version: str,
+    text: str,
+    correct: bool,
+) -> None:
+    """WrongPrediction (with the text, for retraining, unless FEEDBACK_INCLUDE_TEXT=false) or
+    PredictionConfirmed. Unknown prediction_id / negative_probability are left out, not sent empty."""
+    try:
+        dimensions = {FEEDBACK_ID: str(feedback_id)}
+        if prediction_id is not None:
+            dimensions[PREDICTION_ID] = str(prediction_id)
+        dimensions[PREDICTED_LABEL] = str(predicted_label)
+        if negative_probability is not None:
+            dimensions[NEGATIVE_PROBABILITY] = _number(negative_probability)
+        dimensions[MODEL_VERSION] = str(model_version)
+        if not correct and _env_true(INCLUDE_TEXT_ENV, default=True):
+            dimensions[TEXT] = str(text)[:TEXT_MAX_CHARS]
+        _emit(PREDICTION_CONFIRMED if correct else WRONG_PREDICTION, dimensions)
+    except Exception:
+        _debug.debug("feedback event not recorded", exc_info=True)

@@ -1,0 +1,596 @@
+"""The Azure infrastructure as its Bicep says it, checked offline: every file parses (pycep, the
+parser checkov uses) and the parsed templates hold what the service relies on: resources and API
+versions, the managed identity wired everywhere, HTTPS/TLS, no shared keys or local auth, the
+CONTRACT app settings, alert thresholds and windows from parameters, queries from infra/queries/.
+
+pycep writes identifiers and string literals alike (``"location"`` may be either), so names are
+resolved through the file's parameters and variables where it matters."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving import telemetry
+from tests.kql_language import analyse, describe
+
+pytestmark = pytest.mark.slow  # the first pycep parse builds its grammar (~20 s), then it is cached
+
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+MODULE_FILES = ("monitoring", "storage", "identity", "functionapp", "alerts", "workbook")
+
+# Current API versions (Azure resource reference, November 2026); an older one needs a reason.
+API_VERSIONS = {
+    "Microsoft.OperationalInsights/workspaces": "2025-02-01",
+    "Microsoft.Insights/components": "2020-02-02",
+    "Microsoft.Storage/storageAccounts": "2025-01-01",
+    "Microsoft.Storage/storageAccounts/blobServices": "2025-01-01",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "2025-01-01",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
+    "Microsoft.Authorization/roleAssignments": "2022-04-01",
+    "Microsoft.Web/serverfarms": "2024-11-01",
+    "Microsoft.Web/sites": "2024-11-01",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": "2024-11-01",
+    "Microsoft.Insights/actionGroups": "2023-01-01",
+    "Microsoft.Insights/scheduledQueryRules": "2023-12-01",
+    "Microsoft.Insights/workbooks": "2023-06-01",
+}
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+CONTRACT_ALERT_DEFAULTS = {
+    "wrongPredictionThreshold": 3,
+    "wrongPredictionWindow": "PT5M",
+    "badBuzzMinTexts": 50,
+    "badBuzzNegativePercent": 70,
+    "badBuzzWindow": "PT30M",
+}
+
+
+@pytest.fixture(scope="session")
+def bicep() -> dict[str, dict]:
+    """Every .bicep under infra/ parsed once per test session, keyed by its path under infra/."""
+    from pycep import BicepParser
+
+    parser = BicepParser()
+    return {
+        path.relative_to(INFRA).as_posix(): parser.parse(file_path=path)
+        for path in sorted(INFRA.rglob("*.bicep"))
+    }
+
+
+def module(bicep: dict[str, dict], name: str) -> dict:
+    return bicep[f"modules/{name}.bicep"]
+
+
+def resource(template: dict, name: str) -> dict:
+    return template["resources"][name]["config"]
+
+
+def resources_of_type(template: dict, type_: str) -> dict[str, dict]:
+    return {name: r for name, r in template["resources"].items() if r["type"] == type_}
+
+
+def param_defaults(template: dict) -> dict[str, Any]:
+    return {name: p["default"] for name, p in template["parameters"].items()}
+
+
+def decorators(template: dict, param: str) -> dict[str, Any]:
+    return {d["type"]: d.get("argument") for d in template["parameters"][param]["decorators"]}
+
+
+def _duration_minutes(value: str) -> int:
+    match = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?", value)
+    assert match, value
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+BICEP_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", "'": "'", "$": "$"}
+
+
+class Resolver:
+    """Evaluates the small subset of Bicep that builds the queries and the workbook: identifiers and
+    member access, ``${...}`` interpolation of identifiers, objects, arrays, ``for`` loops over an
+    array, ``loadTextContent``, ``replace``, ``concat`` and ``string``. Anything else raises, so a test
+    never passes on an expression it did not understand."""
+
+    def __init__(self, template: dict, path: Path, params: dict[str, Any]) -> None:
+        self.template = template
+        self.folder = path.parent
+        self.params = params
+
+    def name(self, identifier: str, scope: dict[str, Any]) -> Any:
+        if identifier in scope:
+            return scope[identifier]
+        if identifier in self.params:
+            return self.params[identifier]
+        return self.value(self.template["variables"][identifier]["value"])
+
+    def known(self, identifier: str, scope: dict[str, Any]) -> bool:
+        return (
+            identifier in scope
+            or identifier in self.params
+            or identifier in self.template.get("variables", {})
+        )
+
+    def text(self, node: str, scope: dict[str, Any]) -> Any:
+        if self.known(node, scope):
+            return self.name(node, scope)
+        member = re.fullmatch(r"(\w+)\.(\w+)", node)
+        if member and member.group(1) in scope:
+            return scope[member.group(1)][member.group(2)]
+
+        def interpolate(match: re.Match) -> str:
+            assert self.known(match.group(1), scope), f"cannot resolve ${{{match.group(1)}}}"
+            return str(self.name(match.group(1), scope))
+
+        literal = re.sub(r"\\(.)", lambda m: BICEP_ESCAPES.get(m.group(1), m.group(0)), node)
+        return re.sub(r"\$\{(\w+)\}", interpolate, literal)
+
+    def function(self, function: dict, scope: dict[str, Any]) -> Any:
+        args = function["parameters"]
+        if function["type"] == "load_text_content":
+            return (self.folder / args["file_path"]).read_text(encoding="utf-8")
+        if function["type"] == "replace":
+            return self.value(args["original_string"], scope).replace(
+                self.value(args["old_string"], scope), self.value(args["new_string"], scope)
+            )
+        if function["type"] == "concat":
+            return [item for arg in args.values() for item in self.value(arg, scope)]
+        if function["type"] == "string":
+            return json.dumps(self.value(args["value_to_convert"], scope), separators=(",", ":"))
+        raise NotImplementedError(function["type"])
+
+    def value(self, node: Any, scope: dict[str, Any] | None = None) -> Any:
+        scope = scope or {}
+        if isinstance(node, str):
+            return self.text(node, scope)
+        if isinstance(node, bool | int) or node is None:
+            return node
+        if isinstance(node, list):
+            return [self.value(item, scope) for item in node]
+        if isinstance(node, dict) and "function" in node:
+            return self.function(node["function"], scope)
+        if isinstance(node, dict) and "loop_type" in node:
+            assert node["loop_type"]["type"] == "array" and node["condition"] is None
+            detail = node["loop_type"]["detail"]
+            items = self.value(detail["array_name"], scope)
+            return [self.value(node["config"], {**scope, detail["item_name"]: item}) for item in items]
+        if isinstance(node, dict) and "operator" not in node:
+            return {key.strip("'"): self.value(item, scope) for key, item in node.items()}
+        raise NotImplementedError(repr(node)[:200])
+
+
+def alert_queries(bicep: dict[str, dict], **overrides: Any) -> dict[str, str]:
+    """The KQL each scheduled query rule is deployed with, for main.bicep's defaults (or overrides)."""
+    alerts = module(bicep, "alerts")
+    params = {**CONTRACT_ALERT_DEFAULTS, **overrides}
+    resolver = Resolver(alerts, INFRA / "modules" / "alerts.bicep", params)
+    return {
+        name: resolver.value(resource(alerts, name)["properties"]["criteria"]["allOf"][0]["query"])
+        for name in ("wrongPredictionsAlert", "badBuzzAlert")
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed_queries(bicep) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """The KQL as Azure runs it, analysed in one language-service run: each alert rule's query for
+    the default and for other parameter values, each workbook panel with the grain a time range
+    gives ({TimeRange:grain} becomes a timespan such as 5m or 1h before the query runs)."""
+    texts = {}
+    for label, overrides in {
+        "defaults": {},
+        "custom": {"badBuzzMinTexts": 7, "badBuzzNegativePercent": 100},
+    }.items():
+        for name, text in alert_queries(bicep, **overrides).items():
+            texts[f"alert:{name}:{label}"] = text
+    for path in sorted((INFRA / "queries").glob("workbook-*.kql")):
+        for grain in ("5m", "1h"):
+            text = path.read_text(encoding="utf-8")
+            texts[f"workbook:{path.name}:{grain}"] = text.replace("let grain = 15m;", f"let grain = {grain};")
+    return texts, analyse(texts)
+
+
+# --- files and resources -------------------------------------------------------------------------
+
+
+def test_every_bicep_file_parses(bicep):
+    assert set(bicep) == {"main.bicep"} | {f"modules/{name}.bicep" for name in MODULE_FILES}
+    for path, template in bicep.items():
+        assert template.get("resources") or template.get("modules"), path
+
+
+def test_resources_use_the_current_api_versions(bicep):
+    declared = {}
+    for path, template in bicep.items():
+        for name, r in template.get("resources", {}).items():
+            declared[f"{path}:{name}"] = (r["type"], r["api_version"])
+    types = {type_ for type_, _ in declared.values()}
+    assert types == set(API_VERSIONS), types ^ set(API_VERSIONS)
+    wrong = {key: v for key, v in declared.items() if API_VERSIONS[v[0]] != v[1]}
+    assert not wrong, wrong
+
+
+def test_main_composes_the_modules_in_dependency_order(bicep):
+    modules = bicep["main.bicep"]["modules"]
+    paths = {m["detail"]["path"] for m in modules.values()}
+    assert paths == {f"modules/{name}.bicep" for name in MODULE_FILES}
+    app = modules["functionApp"]["config"]["params"]
+    assert app["identityId"] == "identity.outputs.identityId"
+    assert app["identityClientId"] == "identity.outputs.clientId"
+    assert app["storageAccountName"] == "storage.outputs.storageAccountName"
+    assert app["blobEndpoint"] == "storage.outputs.blobEndpoint"
+    assert app["appInsightsConnectionString"] == "monitoring.outputs.appInsightsConnectionString"
+    identity = modules["identity"]["config"]["params"]
+    assert identity["storageAccountName"] == "storage.outputs.storageAccountName"
+    assert identity["appInsightsName"] == "monitoring.outputs.appInsightsName"
+    for name in ("alerts", "workbook"):
+        assert modules[name]["config"]["params"]["appInsightsId"] == "monitoring.outputs.appInsightsId"
+
+
+def test_names_are_unique_per_environment_and_tagged(bicep):
+    main = bicep["main.bicep"]
+    token = main["variables"]["resourceToken"]["value"]
+    assert json.dumps(token).count("unique_string") == 1
+    assert "environmentName" in json.dumps(token)
+    # uniqueString is 13 characters: 'st' + 13 fits the 24-character storage account limit
+    assert main["modules"]["storage"]["config"]["params"]["storageAccountName"] == "st${resourceToken}"
+    for name in ("monitoring", "storage", "identity", "functionApp", "alerts", "workbook"):
+        assert main["modules"][name]["config"]["params"]["tags"] == "commonTags"
+    assert "azd-env-name" in json.dumps(main["variables"]["commonTags"])
+    children = {"blobService", "deploymentContainer", "blobDataOwner", "metricsPublisher"}
+    children |= {"ftpCredentials", "scmCredentials", "storageAccount", "appInsights"}
+    for path, template in bicep.items():
+        for name, r in template.get("resources", {}).items():
+            if r["existing"] or (name in children and "tags" not in r["config"]):
+                continue
+            assert r["config"].get("tags") in ("tags", "appTags") or "function" in r["config"]["tags"], (
+                path,
+                name,
+            )
+
+
+def test_outputs_name_the_app_its_https_url_and_app_insights(bicep):
+    outputs = bicep["main.bicep"]["outputs"]
+    assert outputs["functionAppName"]["value"] == "functionApp.outputs.functionAppName"
+    assert outputs["functionAppUrl"]["value"] == "functionApp.outputs.functionAppUrl"
+    assert outputs["applicationInsightsName"]["value"] == "monitoring.outputs.appInsightsName"
+    app_outputs = module(bicep, "functionapp")["outputs"]
+    assert app_outputs["functionAppUrl"]["value"] == "https://${functionApp.properties.defaultHostName}"
+    assert module(bicep, "monitoring")["outputs"]["appInsightsName"]["value"] == "appInsights.name"
+
+
+# --- security: storage, monitoring, identity -------------------------------------------------------
+
+
+def test_storage_has_no_shared_keys_no_public_blobs_and_tls_1_2(bicep):
+    storage = module(bicep, "storage")
+    props = resource(storage, "storageAccount")["properties"]
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["defaultToOAuthAuthentication"] is True
+    container = resource(storage, "deploymentContainer")
+    assert (
+        container["parent"] == "blobService"
+        and resource(storage, "blobService")["parent"] == "storageAccount"
+    )
+    assert container["properties"]["publicAccess"] == "None"
+    assert container["name"] == "deploymentContainerName"
+
+
+def test_app_insights_is_workspace_based_with_local_auth_disabled(bicep):
+    monitoring = module(bicep, "monitoring")
+    props = resource(monitoring, "appInsights")["properties"]
+    assert props["DisableLocalAuth"] is True
+    assert props["WorkspaceResourceId"] == "workspace.id"
+    assert props["IngestionMode"] == "LogAnalytics"
+    assert resource(monitoring, "workspace")["properties"]["sku"]["name"] == "PerGB2018"
+
+
+def test_the_identity_gets_blob_data_owner_on_storage_and_metrics_publisher_on_app_insights(bicep):
+    identity = module(bicep, "identity")
+    variables = {name: v["value"] for name, v in identity["variables"].items()}
+    assignments = resources_of_type(identity, "Microsoft.Authorization/roleAssignments")
+    granted = set()
+    for r in assignments.values():
+        props = r["config"]["properties"]
+        assert props["principalId"] == "identity.properties.principalId"
+        assert props["principalType"] == "ServicePrincipal"
+        role = props["roleDefinitionId"]["function"]
+        assert role["type"] == "subscription_resource_id"
+        assert role["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        role_id = variables[role["parameters"]["resource_name_1"]]
+        assert r["config"]["name"]["function"]["type"] == "guid"
+        granted.add((r["config"]["scope"], role_id))
+    assert granted == {
+        ("storageAccount", STORAGE_BLOB_DATA_OWNER),
+        ("appInsights", MONITORING_METRICS_PUBLISHER),
+    }
+    assert identity["resources"]["storageAccount"]["existing"] is True
+    assert identity["resources"]["appInsights"]["existing"] is True
+    assert resource(identity, "storageAccount")["name"] == "storageAccountName"
+    assert identity["outputs"]["clientId"]["value"] == "identity.properties.clientId"
+    assert identity["outputs"]["identityId"]["value"] == "identity.id"
+
+
+# --- the Function App ------------------------------------------------------------------------------
+
+
+def test_flex_consumption_plan_on_linux(bicep):
+    plan = resource(module(bicep, "functionapp"), "plan")
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["properties"]["reserved"] is True
+
+
+def test_function_app_runs_python_3_13_as_the_user_assigned_identity(bicep):
+    app = resource(module(bicep, "functionapp"), "functionApp")
+    assert app["kind"] == "functionapp,linux"
+    assert app["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {"'${identityId}'": {}}}
+    props = app["properties"]
+    assert props["serverFarmId"] == "plan.id"
+    config = props["functionAppConfig"]
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["value"] == "${blobEndpoint}${deploymentContainerName}"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+    assert config["runtime"] == {"name": "python", "version": "3.13"}
+    assert config["scaleAndConcurrency"] == {
+        "maximumInstanceCount": "maximumInstanceCount",
+        "instanceMemoryMB": "instanceMemoryMB",
+    }
+    python_version = (Path(__file__).resolve().parent.parent / ".python-version").read_text().strip()
+    assert python_version.startswith(config["runtime"]["version"])
+
+
+def test_function_app_is_https_only_with_tls_1_2_and_no_ftp_or_basic_auth(bicep):
+    functionapp = module(bicep, "functionapp")
+    props = resource(functionapp, "functionApp")["properties"]
+    assert props["httpsOnly"] is True
+    assert props["siteConfig"]["minTlsVersion"] == "1.2"
+    assert props["siteConfig"]["scmMinTlsVersion"] == "1.2"
+    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    policies = resources_of_type(functionapp, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert {r["config"]["name"]: r["config"]["properties"]["allow"] for r in policies.values()} == {
+        "ftp": False,
+        "scm": False,
+    }
+
+
+def test_app_settings_are_the_contract_ones_with_identity_based_connections(bicep):
+    settings = {
+        s["name"]: s["value"]
+        for s in resource(module(bicep, "functionapp"), "functionApp")["properties"]["siteConfig"][
+            "appSettings"
+        ]
+    }
+    assert settings["AzureWebJobsStorage__accountName"] == "storageAccountName"
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert settings[telemetry.CONNECTION_STRING_ENV] == "appInsightsConnectionString"
+    assert (
+        settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "Authorization=AAD;ClientId=${identityClientId}"
+    )
+    assert settings[telemetry.WORKER_TELEMETRY_ENV] == "true"
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == telemetry.APP_LOGGER_NAME
+    assert settings["MODEL_PATH"] == "modelPath"
+    include_text = settings[telemetry.INCLUDE_TEXT_ENV]["operator"]
+    assert include_text["type"] == "conditional"
+    assert include_text["operands"] == {
+        "condition": "feedbackIncludeText",
+        "true_value": "true",
+        "false_value": "false",
+    }
+    # Flex Consumption takes runtime and version from functionAppConfig and rejects these settings;
+    # a plain AzureWebJobsStorage would mean a connection string with an account key.
+    for forbidden in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "AzureWebJobsStorage"):
+        assert forbidden not in settings
+    assert "AccountKey" not in json.dumps(settings)
+    main = bicep["main.bicep"]
+    assert param_defaults(main)["modelPath"] == "model/sentiment.onnx"
+    assert param_defaults(main)["feedbackIncludeText"] is True
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+
+def test_alert_parameters_default_to_the_contract_and_flow_from_main(bicep):
+    main = bicep["main.bicep"]
+    defaults = param_defaults(main)
+    for name, value in CONTRACT_ALERT_DEFAULTS.items():
+        assert defaults[name] == value, name
+        assert main["modules"]["alerts"]["config"]["params"][name] == name
+    assert defaults["alertEmail"] is None  # required: no environment gets alerts sent nowhere
+    assert main["modules"]["alerts"]["config"]["params"]["alertEmail"] == "alertEmail"
+    assert decorators(main, "badBuzzNegativePercent")["min_value"] == 1
+    assert decorators(main, "badBuzzNegativePercent")["max_value"] == 100
+    frequency = _duration_minutes(defaults["alertEvaluationFrequency"])
+    assert frequency <= _duration_minutes(defaults["wrongPredictionWindow"])
+    assert frequency <= _duration_minutes(defaults["badBuzzWindow"])
+
+
+def test_wrong_predictions_rule_counts_events_against_the_threshold_in_the_window(bicep):
+    rule = resource(module(bicep, "alerts"), "wrongPredictionsAlert")
+    props = rule["properties"]
+    assert rule["kind"] == "LogAlert"
+    assert props["scopes"] == ["appInsightsId"]
+    assert props["windowSize"] == "wrongPredictionWindow"
+    assert props["evaluationFrequency"] == "evaluationFrequency"
+    criterion = props["criteria"]["allOf"][0]
+    assert criterion["timeAggregation"] == "Count"
+    assert criterion["operator"] == "GreaterThanOrEqual"
+    assert criterion["threshold"] == "wrongPredictionThreshold"
+    assert criterion["query"] == "wrongPredictionsQuery"
+    assert props["autoMitigate"] is True and props["enabled"] is True
+    assert props["severity"] in range(5)
+    assert props["actions"]["actionGroups"] == ["actionGroup.id"]
+
+
+def test_bad_buzz_rule_fires_on_any_row_over_its_window(bicep):
+    props = resource(module(bicep, "alerts"), "badBuzzAlert")["properties"]
+    assert props["scopes"] == ["appInsightsId"]
+    assert props["windowSize"] == "badBuzzWindow"
+    criterion = props["criteria"]["allOf"][0]
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+        "Count",
+        "GreaterThan",
+        0,
+    )
+    assert criterion["query"] == "badBuzzQuery"
+    assert props["autoMitigate"] is True and props["severity"] in range(5)
+    assert props["actions"]["actionGroups"] == ["actionGroup.id"]
+
+
+def test_action_group_is_global_and_emails_the_on_call_address(bicep):
+    group = resource(module(bicep, "alerts"), "actionGroup")
+    assert group["location"] == "global"
+    assert group["properties"]["enabled"] is True
+    (receiver,) = group["properties"]["emailReceivers"]
+    assert receiver["emailAddress"] == "alertEmail"
+    assert receiver["useCommonAlertSchema"] is True
+
+
+def test_alert_queries_are_the_files_with_the_parameters_substituted(bicep):
+    files = INFRA / "queries"
+    wrong_file = (files / "alert-wrong-predictions.kql").read_text(encoding="utf-8")
+    buzz_file = (files / "alert-bad-buzz.kql").read_text(encoding="utf-8")
+    deployed = alert_queries(bicep)
+    assert deployed["wrongPredictionsAlert"] == wrong_file
+    # The defaults render the file's own lines (up to the percent written as a fraction).
+    assert deployed["badBuzzAlert"] == buzz_file.replace(
+        "let negativeShare = 0.7;", "let negativeShare = 70 / 100.0;"
+    )
+    # Other values really land in the query: the replace() targets exist in the file.
+    other = alert_queries(bicep, badBuzzMinTexts=120, badBuzzNegativePercent=85)["badBuzzAlert"]
+    assert "let minTexts = 120;" in other and "let negativeShare = 85 / 100.0;" in other
+    assert "let minTexts = 50;" not in other and "let negativeShare = 0.7;" not in other
+
+
+def test_deployed_alert_queries_analyse_clean(deployed_queries):
+    texts, diagnostics = deployed_queries
+    alerts = {name: found for name, found in diagnostics.items() if name.startswith("alert:")}
+    assert len(alerts) == 4
+    assert not any(alerts.values()), describe(alerts, texts)
+
+
+# --- workbook ---------------------------------------------------------------------------------------
+
+
+def test_workbook_is_shared_on_app_insights_with_every_panel_query_from_its_file(bicep):
+    workbook_module = module(bicep, "workbook")
+    workbook = resource(workbook_module, "workbook")
+    assert workbook["kind"] == "shared"
+    assert workbook["name"]["function"]["type"] == "guid"  # workbook names must be GUIDs
+    props = workbook["properties"]
+    assert props["sourceId"] == "appInsightsId"
+    assert props["category"] == "workbook"
+    assert props["serializedData"]["function"] == {
+        "type": "string",
+        "parameters": {"value_to_convert": "workbookContent"},
+    }
+    panels = workbook_module["variables"]["panels"]["value"]
+    loaded = {p["query"]["function"]["parameters"]["file_path"] for p in panels}
+    on_disk = {f"../queries/{p.name}" for p in (INFRA / "queries").glob("workbook-*.kql")}
+    assert loaded == on_disk
+    assert {p["name"] for p in panels} == {
+        "prediction-volume",
+        "negative-share",
+        "wrong-prediction-rate",
+        "request-latency",
+        "request-failures",
+    }
+    item = workbook_module["variables"]["queryItems"]["value"]
+    assert item["loop_type"]["detail"] == {"item_name": "panel", "array_name": "panels"}
+    assert item["config"]["content"]["timeContextFromParameter"] == "TimeRange"
+    assert item["config"]["content"]["visualization"] == "timechart"
+    query = item["config"]["content"]["query"]["function"]
+    assert query["type"] == "replace"
+    grains = {name: workbook_module["variables"][name]["value"] for name in ("fixedGrain", "rangeGrain")}
+    assert grains == {"fixedGrain": "let grain = 15m;", "rangeGrain": "let grain = {TimeRange:grain};"}
+    assert (query["parameters"]["old_string"], query["parameters"]["new_string"]) == (
+        "fixedGrain",
+        "rangeGrain",
+    )
+    content = workbook_module["variables"]["workbookContent"]["value"]
+    assert content["version"] == "Notebook/1.0"
+    assert content["fallbackResourceIds"] == ["appInsightsId"]
+
+
+def test_workbook_serialized_data_is_the_panels_json_with_the_file_queries(bicep):
+    workbook_module = module(bicep, "workbook")
+    component = "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Insights/components/appi-dev"
+    resolver = Resolver(
+        workbook_module,
+        INFRA / "modules" / "workbook.bicep",
+        {"appInsightsId": component, "displayName": "Air Paradis sentiment (dev)"},
+    )
+    serialized = resolver.value(resource(workbook_module, "workbook")["properties"]["serializedData"])
+    content = json.loads(serialized)
+    assert content["version"] == "Notebook/1.0"
+    assert content["fallbackResourceIds"] == [component]
+    header, parameters, *panels = content["items"]
+    assert header["type"] == 1 and header["content"]["json"].startswith("## Air Paradis")
+    (time_range,) = parameters["content"]["parameters"]
+    assert (parameters["type"], time_range["name"], time_range["type"]) == (9, "TimeRange", 4)
+    files = {p.stem.removeprefix("workbook-"): p for p in (INFRA / "queries").glob("workbook-*.kql")}
+    assert [panel["name"] for panel in panels] == [
+        "prediction-volume",
+        "negative-share",
+        "wrong-prediction-rate",
+        "request-latency",
+        "request-failures",
+    ]
+    for panel in panels:
+        item = panel["content"]
+        expected = files[panel["name"]].read_text(encoding="utf-8")
+        assert item["query"] == expected.replace("let grain = 15m;", "let grain = {TimeRange:grain};")
+        assert item["query"] != expected
+        assert (panel["type"], item["version"], item["queryType"]) == (3, "KqlItem/1.0", 0)
+        assert item["resourceType"] == "microsoft.insights/components"
+        assert item["timeContextFromParameter"] == "TimeRange" and item["visualization"] == "timechart"
+        assert item["title"]
+
+
+def test_workbook_queries_analyse_clean_with_the_grain_a_time_range_gives(deployed_queries):
+    texts, diagnostics = deployed_queries
+    panels = {name: found for name, found in diagnostics.items() if name.startswith("workbook:")}
+    assert len(panels) == 2 * len(list((INFRA / "queries").glob("workbook-*.kql")))
+    assert all("let grain = 15m;" not in texts[name] for name in panels)
+    assert not any(panels.values()), describe(panels, texts)
+
+
+# --- parameters file --------------------------------------------------------------------------------
+
+
+def test_parameters_file_sets_every_required_parameter_within_its_bounds(bicep):
+    main = bicep["main.bicep"]
+    document = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    assert document["$schema"].endswith("deploymentParameters.json#")
+    values = {name: entry["value"] for name, entry in document["parameters"].items()}
+    declared = main["parameters"]
+    assert set(values) <= set(declared), set(values) - set(declared)
+    required = {name for name, p in declared.items() if p["default"] is None}
+    # The on-call address is asked for at deployment time (az and azd prompt; CI passes it), so
+    # that no environment ships with a placeholder that sends alerts nowhere.
+    assert required - set(values) == {"alertEmail"}
+    assert values["environmentName"] == "dev"
+    for name, value in values.items():
+        rules = decorators(main, name)
+        if "allowed" in rules:
+            assert value in rules["allowed"], name
+        if "min_value" in rules:
+            assert value >= rules["min_value"], name
+        if "max_value" in rules:
+            assert value <= rules["max_value"], name
+        if "max_length" in rules:
+            assert len(value) <= rules["max_length"], name
+    for name, value in CONTRACT_ALERT_DEFAULTS.items():
+        assert values.get(name, value) == value, f"the dev environment keeps the CONTRACT value of {name}"

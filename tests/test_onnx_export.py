@@ -1,0 +1,205 @@
+"""The token-following ONNX graph: parity with scikit-learn, explanations, metadata, the export gate."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import joblib
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from serving.normalizer import normalize
+from tests.tweet_corpus import generated_corpus
+from training import onnx_export
+from training.cli import app
+from training.onnx_export import ADVERSARIAL_TEXTS, ParityError, check_parity, export_model, to_onnx
+from training.text_model import TweetSentimentModel
+
+CONFIGURATIONS = {
+    "word": {"word_ngram_range": (1, 2)},
+    "word_char": {"word_ngram_range": (1, 3), "char_ngram_range": (1, 4), "char_min_df": 1},
+    "sublinear": {"word_ngram_range": (1, 2), "sublinear_tf": True},
+    "nb": {"word_ngram_range": (1, 3), "nb_weighting": True, "class_weight": "balanced"},
+    "everything": {
+        "word_ngram_range": (2, 3),
+        "char_ngram_range": (2, 5),
+        "sublinear_tf": True,
+        "nb_weighting": True,
+    },
+}
+EXTRA_TEXTS = ["late late late late", "good morning", "good", "morning", "a", "x y", "!", "? ! ?", ""]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return generated_corpus()
+
+
+@pytest.fixture(scope="module", params=list(CONFIGURATIONS))
+def fitted(request, corpus):
+    texts, labels = corpus
+    model = TweetSentimentModel(**CONFIGURATIONS[request.param]).fit([*texts, "good morning"], [*labels, 1])
+    return model, to_onnx(model, {"training_data_fingerprint": "test"}).SerializeToString()
+
+
+def session(data: bytes) -> ort.InferenceSession:
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def run(data: bytes, texts: list[str]):
+    return session(data).run(None, {"text": np.array(texts, dtype=object)})
+
+
+def test_parity_on_generated_and_adversarial_texts(fitted, corpus):
+    model, data = fitted
+    texts, _ = corpus
+    report = check_parity(model, data, texts + EXTRA_TEXTS)
+    assert report["max_abs_difference"] <= 1e-5
+    assert report["texts"] == len(texts) + len(EXTRA_TEXTS) + len(ADVERSARIAL_TEXTS)
+    assert report["label_flips"] == 0
+
+
+def test_one_batch_of_mixed_lengths_scores_like_single_texts(fitted, corpus):
+    """Padding and neighbouring rows must never form an n-gram: batch and one-by-one runs agree."""
+    model, data = fitted
+    texts = [normalize(t) for t in [*EXTRA_TEXTS, *corpus[0][:20], *ADVERSARIAL_TEXTS]]
+    scorer = session(data)
+    batch = scorer.run(["negative_probability"], {"text": np.array(texts, dtype=object)})[0]
+    alone = [scorer.run(["negative_probability"], {"text": np.array([t], dtype=object)})[0][0] for t in texts]
+    np.testing.assert_allclose(batch, alone, atol=1e-7)
+    np.testing.assert_allclose(batch, model.negative_probability(texts), atol=1e-6)
+
+
+def test_empty_text_gives_the_intercept_only_probability(fitted):
+    model, data = fitted
+    assert normalize("東京 行き") == ""
+    probability, rows, terms, weights = run(data, ["", normalize("東京 行き")])
+    expected = 1 / (1 + np.exp(model.intercept_))
+    np.testing.assert_allclose(probability, [expected, expected], atol=1e-7)
+    assert model.negative_probability([""])[0] == pytest.approx(expected, abs=1e-12)
+    assert len(rows) == len(terms) == len(weights) == 0
+
+
+def test_explanation_outputs_equal_the_estimator_explain(fitted, corpus):
+    model, data = fitted
+    texts = [*corpus[0][:25], "good morning good", ""]
+    _, rows, terms, weights = run(data, texts)
+    expected = model.explain(texts, top_k=10_000)
+    for row, explanation in enumerate(expected):
+        mine = sorted(zip(terms[rows == row], weights[rows == row], strict=True))
+        theirs = sorted(explanation)
+        assert [t for t, _ in mine] == [t for t, _ in theirs]
+        np.testing.assert_allclose([w for _, w in mine], [w for _, w in theirs], rtol=1e-5, atol=1e-7)
+        assert sum(w for _, w in mine) + model.intercept_ == pytest.approx(
+            model.decision_function([texts[row]])[0], abs=1e-5
+        )
+
+
+def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):
+    """Every intermediate tensor of a 60-text batch stays far below texts x vocabulary elements."""
+    model, data = fitted
+    graph = onnx.load_from_string(data)
+    ops = {node.op_type for node in graph.graph.node}
+    assert not ops & {"TfIdfVectorizer", "MatMul", "Gemm", "OneHot", "ScatterND"}
+    outputs = {name for node in graph.graph.node for name in node.output}
+    probe = copy.deepcopy(graph)
+    probe.graph.output.extend(
+        onnx.ValueInfoProto(name=name) for name in sorted(outputs - set(onnx_export.OUTPUTS))
+    )
+    texts = corpus[0][:60]
+    results = session(probe.SerializeToString()).run(None, {"text": np.array(texts, dtype=object)})
+    largest = max(np.asarray(r).size for r in results)
+    assert largest < len(texts) * model.n_features_ / 10
+    # Bounded by the batch's characters x n-gram orders, whatever the vocabulary size.
+    assert largest <= len(texts) * max(len(t) for t in texts) * 5
+
+
+def test_metadata_round_trips_through_onnxruntime(fitted):
+    model, data = fitted
+    meta = session(data).get_modelmeta().custom_metadata_map
+    values = {key: json.loads(value) for key, value in meta.items()}
+    assert values["labels"] == ["negative", "positive"]
+    assert values["n_features"] == model.n_features_
+    assert values["threshold"] == model.threshold
+    assert values["training_data_fingerprint"] == "test"
+    assert values["params"]["word_ngram_range"] == list(model.word_ngram_range)
+    assert {"normalizer_version", "test_metrics", "created_at"} <= set(values)
+    assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}", values["model_version"])
+
+
+def test_model_version_follows_the_weights(corpus):
+    texts, labels = corpus
+    model = TweetSentimentModel(word_max_features=300).fit(texts, labels)
+    when = {"created_at": "2026-11-23T10:00:00+00:00"}
+
+    def version(m):
+        props = {p.key: p.value for p in to_onnx(m, when).metadata_props}
+        return json.loads(props["model_version"])
+
+    changed = copy.deepcopy(model)
+    changed.feature_weights_ = changed.feature_weights_ * 1.01
+    assert version(model) == version(copy.deepcopy(model))
+    assert version(model).startswith("2026.11.23-")
+    assert version(changed) != version(model)
+
+
+@pytest.fixture(scope="module")
+def small_model(corpus):
+    texts, labels = corpus
+    return TweetSentimentModel(char_ngram_range=(2, 3)).fit(texts, labels)
+
+
+def test_parity_gate_catches_a_corrupted_graph(small_model, corpus):
+    corrupted = copy.deepcopy(small_model)
+    corrupted.feature_weights_ = corrupted.feature_weights_ * 1.2
+    with pytest.raises(ParityError, match="differ by"):
+        check_parity(small_model, to_onnx(corrupted, {}).SerializeToString(), corpus[0][:50])
+
+
+def test_export_refuses_to_write_when_parity_fails(small_model, corpus, tmp_path, monkeypatch):
+    target = tmp_path / "model" / "sentiment.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"previous model")
+    wrong = copy.deepcopy(small_model)
+    wrong.intercept_ += 0.01
+    real_build = onnx_export.build_graph
+    monkeypatch.setattr(onnx_export, "build_graph", lambda model: real_build(wrong))
+    with pytest.raises(ParityError):
+        export_model(small_model, target, corpus[0][:20], {})
+    assert target.read_bytes() == b"previous model"
+    assert [p.name for p in target.parent.iterdir()] == ["sentiment.onnx"]
+
+
+def test_export_writes_a_file_that_serves_alone(small_model, corpus, tmp_path):
+    target = tmp_path / "sentiment.onnx"
+    metadata = {"test_metrics": {"generated": {"accuracy": 1}}, "rows": np.int64(600), "c": np.float32(0.5)}
+    report = export_model(small_model, target, corpus[0][:100], metadata)
+    assert report["parity"]["max_abs_difference"] <= 1e-5
+    assert report["bytes"] == target.stat().st_size
+    meta = session(target.read_bytes()).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["model_version"]) == report["model_version"]
+    assert json.loads(meta["test_metrics"]) == {"generated": {"accuracy": 1}}
+    assert json.loads(meta["rows"]) == 600 and json.loads(meta["c"]) == 0.5
+
+
+def test_export_command_reads_the_model_and_metadata_beside_it(small_model, corpus, tmp_path):
+    model_file = tmp_path / "best.joblib"
+    joblib.dump(small_model, model_file)
+    (tmp_path / "best.metadata.json").write_text(json.dumps({"training_data_fingerprint": "abc"}))
+    texts_file = tmp_path / "texts.txt"
+    texts_file.write_text("\n".join(corpus[0][:30]))
+    out = tmp_path / "out.onnx"
+    result = CliRunner().invoke(
+        app, ["export", "--model", str(model_file), "--out", str(out), "--parity-texts", str(texts_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["parity"]["texts"] == 30 + len(ADVERSARIAL_TEXTS)
+    meta = session(out.read_bytes()).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["training_data_fingerprint"]) == "abc"
+    missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nope.joblib"), "--out", str(out)])
+    assert missing.exit_code != 0 and "does not exist" in missing.output

@@ -1,0 +1,205 @@
+"""The model runtime on the committed ONNX model: metadata, thresholds, batches, explanations, and every
+way a model file can be unusable (each refused at load time with a readable reason)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving.normalizer import NORMALIZER_VERSION, normalize
+from serving.runtime import (
+    APP_ROOT,
+    ModelLoadError,
+    SentimentModel,
+    configured_model_path,
+    load_configured_model,
+)
+from tests.app_fixtures import model_path
+
+ADVERSARIAL = [
+    "😂😂😂",
+    "日本語のツイート",
+    "!!!???",
+    "   padded   ",
+    "a" * 5000,
+    "http://t.co/x @user #tag",
+    "\u0000\u200b\ufeff text with invisible characters",
+    "Ａｉｒ Ｐａｒａｄｉｓ ｒｏｃｋｓ",
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> SentimentModel:
+    return SentimentModel.load(model_path())
+
+
+def test_identity_comes_from_the_model_metadata(model):
+    raw = ort.InferenceSession(str(model_path()), providers=["CPUExecutionProvider"]).get_modelmeta()
+    metadata = raw.custom_metadata_map
+    assert model.version == json.loads(metadata["model_version"])
+    assert model.threshold == pytest.approx(float(json.loads(metadata["threshold"])))
+    assert list(model.labels) == json.loads(metadata["labels"])
+    assert str(model.metadata["normalizer_version"]) == NORMALIZER_VERSION
+    assert model.session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_labels_follow_the_threshold(model):
+    texts = ["I hate this delay", "love the crew", "lost bag", "ok", "best flight ever!"]
+    for prediction in model.predict(texts):
+        expected = model.labels[0] if prediction.negative_probability >= model.threshold else model.labels[1]
+        assert prediction.label == expected
+        assert prediction.explanation is None
+
+
+def test_scores_agree_with_the_graph_run_directly(model):
+    texts = ["Lost my luggage AGAIN @airline", "Thanks for the upgrade :)"]
+    session = ort.InferenceSession(str(model_path()), providers=["CPUExecutionProvider"])
+    (direct,) = session.run(
+        ["negative_probability"], {"text": np.array([normalize(t) for t in texts], dtype=object)}
+    )
+    scored = [p.negative_probability for p in model.predict(texts)]
+    assert scored == pytest.approx(direct.tolist(), abs=1e-7)
+
+
+def test_a_batch_equals_single_scoring_in_order(model):
+    texts = [f"{word} flight number {i}" for i, word in enumerate(["awful", "great", "late", "smooth"] * 5)]
+    batch = model.predict(texts, explain=True)
+    for text, scored in zip(texts, batch, strict=True):
+        (single,) = model.predict([text], explain=True)
+        assert scored.negative_probability == pytest.approx(single.negative_probability, abs=1e-6)
+        assert scored.label == single.label
+        assert scored.explanation == single.explanation
+
+
+def test_explanations_are_the_top_terms_by_absolute_weight(model):
+    text = "worst airline ever, they lost my bag but the crew was lovely and kind"
+    (prediction,) = model.predict([text], explain=True, top_k=3)
+    terms = prediction.explanation
+    assert 1 <= len(terms) <= 3
+    assert [abs(t["weight"]) for t in terms] == sorted((abs(t["weight"]) for t in terms), reverse=True)
+    (everything,) = model.predict([text], explain=True, top_k=1000)
+    assert terms == everything.explanation[:3]
+    tokens = f" {normalize(text)} "
+    assert all(f" {t['term']} " in tokens for t in everything.explanation)
+    # Weights are contributions to the positive logit: clear words push their own way.
+    (negative,) = model.predict(["worst awful terrible airline"], explain=True, top_k=1)
+    (positive,) = model.predict(["thank you, lovely amazing crew"], explain=True, top_k=1)
+    assert negative.explanation[0]["weight"] < 0 < positive.explanation[0]["weight"]
+
+
+def test_adversarial_texts_score_to_valid_probabilities(model):
+    predictions = model.predict(ADVERSARIAL, explain=True)
+    assert len(predictions) == len(ADVERSARIAL)
+    for prediction in predictions:
+        assert math.isfinite(prediction.negative_probability)
+        assert 0.0 <= prediction.negative_probability <= 1.0
+        assert isinstance(prediction.explanation, list)
+
+
+def test_texts_that_normalize_to_nothing_get_the_prior(model):
+    nothing = model.predict(["日本語", "。。。"])
+    assert nothing[0].negative_probability == pytest.approx(nothing[1].negative_probability)
+    assert model.predict(["日本語"], explain=True)[0].explanation == []
+
+
+def test_the_model_path_setting_is_relative_to_the_app_folder():
+    assert configured_model_path({}) == APP_ROOT / "model" / "sentiment.onnx"
+    assert configured_model_path({"MODEL_PATH": "elsewhere/m.onnx"}) == APP_ROOT / "elsewhere" / "m.onnx"
+    assert configured_model_path({"MODEL_PATH": "/opt/m.onnx"}).as_posix() == "/opt/m.onnx"
+
+
+def test_loading_the_configured_model_never_raises(tmp_path):
+    state = load_configured_model({"MODEL_PATH": str(model_path())})
+    assert state.model is not None and state.reason is None
+    missing = load_configured_model({"MODEL_PATH": str(tmp_path / "nope.onnx")})
+    assert missing.model is None and "not found" in missing.reason
+
+
+def _with_metadata(tmp_path, **changes):
+    """The committed model with some metadata entries replaced (None removes the entry)."""
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(model_path()))
+    props = {p.key: p.value for p in proto.metadata_props}
+    for key, value in changes.items():
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    target = tmp_path / "changed.onnx"
+    onnx.save(proto, str(target))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"threshold": None}, "lacks threshold"),
+        ({"threshold": "1.5"}, "threshold"),
+        ({"threshold": "not json"}, "not a JSON document"),
+        ({"labels": json.dumps(["only-one"])}, "labels"),
+        ({"model_version": json.dumps("")}, "model_version"),
+        ({"normalizer_version": json.dumps("0")}, "normalizer version"),
+    ],
+    ids=[
+        "no-threshold",
+        "threshold-out-of-range",
+        "threshold-not-json",
+        "one-label",
+        "empty-version",
+        "other-normalizer",
+    ],
+)
+def test_bad_metadata_is_refused_with_a_reason(tmp_path, changes, reason):
+    with pytest.raises(ModelLoadError, match=reason):
+        SentimentModel.load(_with_metadata(tmp_path, **changes))
+
+
+def test_unreadable_files_are_refused_with_a_reason(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        SentimentModel.load(tmp_path / "absent.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"definitely not protobuf" * 10)
+    with pytest.raises(ModelLoadError, match="cannot be read"):
+        SentimentModel.load(garbage)
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelLoadError, match="not found"):
+        SentimentModel.load(tmp_path / "folder.onnx")
+
+
+def _graph(tmp_path, inputs, outputs, nodes):
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    target = tmp_path / "graph.onnx"
+    onnx.save(model, str(target))
+    return target
+
+
+def test_a_graph_with_the_wrong_interface_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    float_input = _graph(
+        tmp_path,
+        [helper.make_tensor_value_info("text", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("negative_probability", TensorProto.FLOAT, ["N"])],
+        [helper.make_node("Identity", ["text"], ["negative_probability"])],
+    )
+    with pytest.raises(ModelLoadError, match="one string tensor input"):
+        SentimentModel.load(float_input)
+    no_terms = _graph(
+        tmp_path,
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("same", TensorProto.STRING, ["N"])],
+        [helper.make_node("Identity", ["text"], ["same"])],
+    )
+    with pytest.raises(ModelLoadError, match="lacks the outputs negative_probability"):
+        SentimentModel.load(no_terms)

@@ -1,0 +1,215 @@
+"""serving.telemetry without an exporter: the records it logs (names, dimensions, all strings), the text
+rules, that it never raises, and what configure() does (or must not do) in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving import telemetry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCORED_DIMENSIONS = {"model_version", "texts", "negatives", "mean_negative_probability"}
+FEEDBACK_DIMENSIONS = {
+    "feedback_id",
+    "prediction_id",
+    "predicted_label",
+    "negative_probability",
+    "model_version",
+}
+
+
+class EventCapture(logging.Handler):
+    """Keeps the records of the events logger (what the exporter would turn into customEvents)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def events(self) -> list[tuple[str, dict]]:
+        found = []
+        for record in self.records:
+            name = getattr(record, telemetry.CUSTOM_EVENT_ATTRIBUTE, None)
+            if name is None:
+                continue
+            reserved = set(vars(logging.makeLogRecord({}))) | {
+                "message",
+                "asctime",
+                telemetry.CUSTOM_EVENT_ATTRIBUTE,
+            }
+            dimensions = {key: value for key, value in vars(record).items() if key not in reserved}
+            found.append((name, dimensions))
+        return found
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(telemetry.INCLUDE_TEXT_ENV, raising=False)
+    handler = EventCapture()
+    logger = logging.getLogger(telemetry.EVENTS_LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def wrong_feedback(**changes) -> dict:
+    values = {
+        "feedback_id": "f-1",
+        "prediction_id": "p-1",
+        "predicted_label": "negative",
+        "negative_probability": 0.93,
+        "model_version": "2026.11.23-1a2b3c4d",
+        "text": "my bag was lost",
+        "correct": False,
+    }
+    return values | changes
+
+
+def test_event_names_are_the_contract_names():
+    assert telemetry.SENTIMENT_SCORED == "SentimentScored"
+    assert telemetry.WRONG_PREDICTION == "WrongPrediction"
+    assert telemetry.PREDICTION_CONFIRMED == "PredictionConfirmed"
+    assert telemetry.EVENT_NAMES == ("SentimentScored", "WrongPrediction", "PredictionConfirmed")
+
+
+def test_scored_event_carries_the_counts_as_strings(captured: EventCapture):
+    telemetry.record_scored(model_version="v1", texts=3, negatives=2, mean_negative_probability=0.6666666667)
+    [(name, dimensions)] = captured.events()
+    assert name == "SentimentScored"
+    assert dimensions == {
+        "model_version": "v1",
+        "texts": "3",
+        "negatives": "2",
+        "mean_negative_probability": "0.666667",
+    }
+    assert captured.records[0].levelno == logging.INFO
+
+
+def test_wrong_prediction_carries_every_dimension_and_the_text(captured: EventCapture):
+    telemetry.record_feedback(**wrong_feedback())
+    [(name, dimensions)] = captured.events()
+    assert name == "WrongPrediction"
+    assert set(dimensions) == FEEDBACK_DIMENSIONS | {"text"}
+    assert dimensions["negative_probability"] == "0.93"
+    assert dimensions["text"] == "my bag was lost"
+    assert all(isinstance(value, str) for value in dimensions.values())
+
+
+def test_text_is_cut_to_280_characters(captured: EventCapture):
+    telemetry.record_feedback(**wrong_feedback(text="é" * 5000))
+    [(_, dimensions)] = captured.events()
+    assert dimensions["text"] == "é" * 280
+
+
+@pytest.mark.parametrize("setting", ["false", "FALSE", "0", "no", "off"])
+def test_text_is_left_out_when_the_setting_says_so(captured, monkeypatch, setting):
+    monkeypatch.setenv(telemetry.INCLUDE_TEXT_ENV, setting)
+    telemetry.record_feedback(**wrong_feedback())
+    [(name, dimensions)] = captured.events()
+    assert name == "WrongPrediction"
+    assert "text" not in dimensions
+    assert set(dimensions) == FEEDBACK_DIMENSIONS
+
+
+@pytest.mark.parametrize("setting", ["true", "1", "", "yes"])
+def test_text_is_kept_by_default_and_when_enabled(captured, monkeypatch, setting):
+    monkeypatch.setenv(telemetry.INCLUDE_TEXT_ENV, setting)
+    telemetry.record_feedback(**wrong_feedback())
+    assert captured.events()[0][1]["text"] == "my bag was lost"
+
+
+def test_confirmed_prediction_never_carries_the_text(captured: EventCapture):
+    telemetry.record_feedback(**wrong_feedback(correct=True))
+    [(name, dimensions)] = captured.events()
+    assert name == "PredictionConfirmed"
+    assert set(dimensions) == FEEDBACK_DIMENSIONS
+
+
+def test_unknown_prediction_id_and_probability_are_left_out(captured: EventCapture):
+    telemetry.record_feedback(**wrong_feedback(prediction_id=None, negative_probability=None))
+    [(_, dimensions)] = captured.events()
+    assert "prediction_id" not in dimensions
+    assert "negative_probability" not in dimensions
+    assert dimensions["feedback_id"] == "f-1"
+
+
+def test_log_message_names_the_event_but_not_the_text(captured: EventCapture):
+    telemetry.record_feedback(**wrong_feedback(text="secret tweet"))
+    message = captured.records[0].getMessage()
+    assert message.startswith("WrongPrediction ")
+    assert "feedback_id=f-1" in message
+    assert "secret tweet" not in message
+
+
+def test_bad_values_are_swallowed_not_raised(captured: EventCapture):
+    telemetry.record_scored(model_version="v", texts="many", negatives=1, mean_negative_probability=0.5)
+    telemetry.record_feedback(**wrong_feedback(negative_probability="high"))
+    assert captured.events() == []
+
+
+def test_a_failing_log_handler_does_not_fail_the_caller(captured: EventCapture):
+    class Broken(logging.Handler):
+        def emit(self, record):
+            raise RuntimeError("ingestion exploded")
+
+    broken = Broken()
+    logger = logging.getLogger(telemetry.EVENTS_LOGGER_NAME)
+    logger.addHandler(broken)
+    try:
+        telemetry.record_scored(model_version="v", texts=1, negatives=0, mean_negative_probability=0.1)
+    finally:
+        logger.removeHandler(broken)
+    assert len(captured.events()) == 1
+
+
+def test_flush_without_an_exporter_is_a_no_op():
+    assert telemetry.flush() is True
+
+
+PROBE = """
+import json, sys
+from serving import telemetry
+telemetry.configure()
+telemetry.configure()
+print(json.dumps({"exporting": telemetry.is_exporting(),
+                  "exporter_loaded": "azure.monitor.opentelemetry" in sys.modules,
+                  "otel_loaded": "opentelemetry.sdk" in sys.modules}))
+"""
+
+
+def run_probe(**env: str) -> dict:
+    environment = {key: value for key, value in os.environ.items() if "APPLICATIONINSIGHTS" not in key}
+    environment.update(env)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_without_a_connection_string_nothing_is_configured_and_the_exporter_is_not_imported():
+    assert run_probe() == {"exporting": False, "exporter_loaded": False, "otel_loaded": False}
+
+
+def test_in_azure_the_worker_owns_the_exporter_so_the_app_configures_nothing():
+    probe = run_probe(
+        PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true",
+        APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-000000000000",
+    )
+    assert probe == {"exporting": True, "exporter_loaded": False, "otel_loaded": False}

@@ -1,0 +1,168 @@
+"""``evaluate``: measure any saved model on any labelled tweet file.
+
+An ``.onnx`` file is scored the way serving scores it: plain onnxruntime on normalized texts, with the
+threshold stored in its metadata. A ``.joblib`` file (``train`` writes one per run) is scored with
+scikit-learn. Each test file gets its metrics, a confusion matrix and a ROC curve; a JSON and a
+Markdown summary cover them all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from training import plots
+from training.metrics import HEADLINE, binary_metrics
+
+ONNX_BATCH = 512
+
+
+@dataclass
+class LoadedModel:
+    """What evaluation needs from a model file: its threshold and a scorer of normalized texts."""
+
+    path: Path
+    kind: str  # "onnx" or "joblib"
+    threshold: float
+    metadata: dict
+    negative_probability: Callable[[Sequence[str]], np.ndarray]
+
+
+def _onnx_scorer(session) -> Callable[[Sequence[str]], np.ndarray]:
+    input_name = session.get_inputs()[0].name
+
+    def score(texts: Sequence[str]) -> np.ndarray:
+        # Group texts of similar length in one batch so the graph's padding stays small.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        result = np.empty(len(texts), dtype=np.float64)
+        for start in range(0, len(order), ONNX_BATCH):
+            chunk = order[start : start + ONNX_BATCH]
+            batch = np.array([texts[i] for i in chunk], dtype=object)
+            (probabilities,) = session.run(["negative_probability"], {input_name: batch})
+            result[chunk] = probabilities
+        return result
+
+    return score
+
+
+def load_model(path: Path | str) -> LoadedModel:
+    """Open an ``.onnx`` (onnxruntime) or ``.joblib`` (scikit-learn) model file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+        return LoadedModel(
+            path, "onnx", float(metadata.get("threshold", 0.5)), metadata, _onnx_scorer(session)
+        )
+    if path.suffix == ".joblib":
+        import joblib
+
+        model = joblib.load(path)
+        threshold = float(getattr(model, "threshold", 0.5))
+        metadata = {"params": {k: repr(v) for k, v in model.get_params().items()}}
+        return LoadedModel(
+            path, "joblib", threshold, metadata, lambda texts: model.predict_proba(list(texts))[:, 0]
+        )
+    raise ValueError(f"{path}: expected a .onnx or .joblib model file")
+
+
+def evaluate_files(model: LoadedModel, test_files: Sequence[Path], out_dir: Path) -> dict:
+    """Metrics and figures per test file, plus ``summary.json`` and ``summary.md`` in ``out_dir``."""
+    from training.dataset import load_split
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, curves = {}, {}
+    for path in test_files:
+        split = load_split(path)
+        name = _unique(split.name, results)
+        probabilities = model.negative_probability(split.texts)
+        metrics = binary_metrics(split.labels, probabilities, model.threshold)
+        metrics["file"] = str(path)
+        metrics["confusion_matrix_png"] = str(
+            plots.confusion_matrix_plot(
+                metrics["confusion_matrix"], out_dir / f"confusion_{name}.png", title=name
+            )
+        )
+        metrics["roc_curve_png"] = str(
+            plots.roc_curves({name: (split.labels, probabilities)}, out_dir / f"roc_{name}.png")
+        )
+        results[name] = metrics
+        curves[name] = (split.labels, probabilities)
+    if len(curves) > 1:
+        plots.roc_curves(curves, out_dir / "roc_all.png")
+    summary = {
+        "model": str(model.path),
+        "kind": model.kind,
+        "model_version": model.metadata.get("model_version"),
+        "threshold": model.threshold,
+        "results": results,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / "summary.md").write_text(_markdown(summary), encoding="utf-8")
+    return summary
+
+
+def _unique(name: str, taken: dict) -> str:
+    candidate, index = name, 2
+    while candidate in taken:
+        candidate, index = f"{name}_{index}", index + 1
+    return candidate
+
+
+def _markdown(summary: dict) -> str:
+    columns = ("n", *HEADLINE, "f1_negative", "f1_positive")
+    lines = [
+        f"# Evaluation of `{summary['model']}`",
+        "",
+        f"Model version `{summary['model_version']}`, threshold {summary['threshold']:.2f} "
+        "(negative when negative_probability >= threshold).",
+        "",
+        "| test file | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for name, metrics in summary["results"].items():
+        cells = [
+            str(metrics[c]) if c == "n" else "n/a" if metrics[c] is None else f"{metrics[c]:.3f}"
+            for c in columns
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for name, metrics in summary["results"].items():
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        lines.append(f"- {name}: confusion (rows true neg/pos) [[{tn}, {fp}], [{fn}, {tp}]]")
+    return "\n".join(lines) + "\n"
+
+
+def command(
+    model: Annotated[Path, typer.Option(help="Model file: .onnx (scored with onnxruntime) or .joblib.")],
+    test: Annotated[list[Path], typer.Option(help="Labelled tweet file to measure on (repeat for several).")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for summary.json, summary.md and the PNG figures.")
+    ] = Path("reports/evaluate"),
+) -> None:
+    """Accuracy, precision, recall, F1 (per class and macro), ROC-AUC, confusion matrix and ROC curve."""
+    from rich.console import Console
+
+    console = Console()
+    try:
+        loaded = load_model(model)
+    except (FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--model") from error
+    missing = [str(p) for p in test if not Path(p).is_file()]
+    if missing:
+        raise typer.BadParameter(f"no such test file: {', '.join(missing)}", param_hint="--test")
+    with console.status("scoring"):
+        summary = evaluate_files(loaded, test, out)
+    console.print(_markdown(summary))
+    console.print(f"written to {out}")
