@@ -251,8 +251,8 @@ def main() -> None:
                 "stock": (
                     "skl2onnx convert_sklearn(TfidfVectorizer + LogisticRegression): dense TfIdfVectorizer"
                 ),
-                "ours": "training.onnx_export: StringSplit/StringConcat n-grams, LabelEncoder, TopK, "
-                "ScatterElements (output negative_probability only, unless noted)",
+                "ours": "training.onnx_export: StringSplit/StringConcat n-grams, MurmurHash3 + int64 "
+                "LabelEncoder, TopK, ScatterElements (output negative_probability only, unless noted)",
                 "results": entries,
             },
             indent=2,

@@ -54,13 +54,20 @@ param badBuzzNegativePercent int = 70
 ])
 param badBuzzWindow string = 'PT30M'
 
-@description('How often the alert rules run (at most the shorter window).')
+@description('How often the wrong-predictions rule runs: every minute, so any run of threshold events inside one window is caught (windows slide instead of tiling).')
+@allowed([
+  'PT1M'
+  'PT5M'
+])
+param wrongPredictionEvaluationFrequency string = 'PT1M'
+
+@description('How often the bad-buzz rule runs (at most its window).')
 @allowed([
   'PT5M'
   'PT10M'
   'PT15M'
 ])
-param alertEvaluationFrequency string = 'PT5M'
+param badBuzzEvaluationFrequency string = 'PT5M'
 
 @description('Highest number of Function App instances.')
 @minValue(1)
@@ -170,7 +177,8 @@ module alerts 'modules/alerts.bicep' = {
     badBuzzMinTexts: badBuzzMinTexts
     badBuzzNegativePercent: badBuzzNegativePercent
     badBuzzWindow: badBuzzWindow
-    evaluationFrequency: alertEvaluationFrequency
+    wrongPredictionEvaluationFrequency: wrongPredictionEvaluationFrequency
+    badBuzzEvaluationFrequency: badBuzzEvaluationFrequency
   }
 }
 

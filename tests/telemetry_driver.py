@@ -110,7 +110,12 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {"via": via, "setup_s": setup_s, "predict": [], "feedback": [], "failures": 0}
     latencies: dict[str, list[float]] = {"predict": [], "feedback": []}
 
+    pace = {"next": time.perf_counter()}
+
     def timed(kind: str, call: Callable[[dict], tuple[int, dict]], body: dict, ok: int) -> dict:
+        if args.rate > 0:  # an open-loop arrival rate instead of back-to-back calls
+            pace["next"] += 1.0 / args.rate
+            time.sleep(max(0.0, pace["next"] - time.perf_counter()))
         begin = time.perf_counter()
         try:
             status, payload = call(body)
@@ -165,6 +170,7 @@ def main() -> None:
     parser.add_argument("--wrong", type=int, default=0, help="feedback requests with correct=false")
     parser.add_argument("--right", type=int, default=0, help="feedback requests with correct=true")
     parser.add_argument("--text-padding", type=int, default=0, help="extra characters on feedback texts")
+    parser.add_argument("--rate", type=float, default=0.0, help="calls per second (0: back to back)")
     parser.add_argument("--keep", action="store_true", help="print every response, not only failures")
     parser.add_argument("--flush", action="store_true", help="flush the exporter before printing")
     parser.add_argument("--direct", action="store_true", help="call serving.telemetry, not the app")

@@ -382,6 +382,7 @@ def test_app_settings_are_the_contract_ones_with_identity_based_connections(bice
     assert settings[telemetry.WORKER_TELEMETRY_ENV] == "true"
     assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == telemetry.APP_LOGGER_NAME
     assert settings["MODEL_PATH"] == "modelPath"
+    assert settings[telemetry.QUEUE_SIZE_ENV] == telemetry.DEFAULT_QUEUE_SIZE
     include_text = settings[telemetry.INCLUDE_TEXT_ENV]["operator"]
     assert include_text["type"] == "conditional"
     assert include_text["operands"] == {
@@ -412,9 +413,11 @@ def test_alert_parameters_default_to_the_contract_and_flow_from_main(bicep):
     assert main["modules"]["alerts"]["config"]["params"]["alertEmail"] == "alertEmail"
     assert decorators(main, "badBuzzNegativePercent")["min_value"] == 1
     assert decorators(main, "badBuzzNegativePercent")["max_value"] == 100
-    frequency = _duration_minutes(defaults["alertEvaluationFrequency"])
-    assert frequency <= _duration_minutes(defaults["wrongPredictionWindow"])
-    assert frequency <= _duration_minutes(defaults["badBuzzWindow"])
+    # A rule that runs less often than its window is long lets a burst straddle two evaluations.
+    assert _duration_minutes(defaults["wrongPredictionEvaluationFrequency"]) == 1
+    assert _duration_minutes(defaults["badBuzzEvaluationFrequency"]) <= _duration_minutes(
+        defaults["badBuzzWindow"]
+    )
 
 
 def test_wrong_predictions_rule_counts_events_against_the_threshold_in_the_window(bicep):
@@ -423,7 +426,7 @@ def test_wrong_predictions_rule_counts_events_against_the_threshold_in_the_windo
     assert rule["kind"] == "LogAlert"
     assert props["scopes"] == ["appInsightsId"]
     assert props["windowSize"] == "wrongPredictionWindow"
-    assert props["evaluationFrequency"] == "evaluationFrequency"
+    assert props["evaluationFrequency"] == "wrongPredictionEvaluationFrequency"
     criterion = props["criteria"]["allOf"][0]
     assert criterion["timeAggregation"] == "Count"
     assert criterion["operator"] == "GreaterThanOrEqual"
@@ -438,6 +441,7 @@ def test_bad_buzz_rule_fires_on_any_row_over_its_window(bicep):
     props = resource(module(bicep, "alerts"), "badBuzzAlert")["properties"]
     assert props["scopes"] == ["appInsightsId"]
     assert props["windowSize"] == "badBuzzWindow"
+    assert props["evaluationFrequency"] == "badBuzzEvaluationFrequency"
     criterion = props["criteria"]["allOf"][0]
     assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
         "Count",

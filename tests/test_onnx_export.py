@@ -203,3 +203,12 @@ def test_export_command_reads_the_model_and_metadata_beside_it(small_model, corp
     assert json.loads(meta["training_data_fingerprint"]) == "abc"
     missing = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "nope.joblib"), "--out", str(out)])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_vocabulary_keys_are_distinct_and_collisions_are_refused(monkeypatch):
+    terms = [f"term {i}" for i in range(5_000)] + ["é", "!", "a b c"]
+    seeds, keys = onnx_export.term_keys(terms)
+    assert seeds in onnx_export.HASH_SEEDS and len(set(keys.tolist())) == len(terms)
+    monkeypatch.setattr(onnx_export, "murmurhash3_32", lambda term, seed, positive: 1)
+    with pytest.raises(ValueError, match="same 64-bit key"):
+        onnx_export.term_keys(["a", "b"])

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_api
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
 
@@ -188,8 +188,8 @@ def watched(browser) -> Iterator[Watched]:
         context.close()
 
 
-def open_page(watched: Watched, host: LocalHost):
-    response = watched.page.goto(f"{host.base}/api/ui")
+def open_page(watched: Watched, host: LocalHost, route: str = "ui"):
+    response = watched.page.goto(f"{host.base}/api/{route}")
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/html")
     policy = response.headers["content-security-policy"]
@@ -269,7 +269,7 @@ def test_score_a_tweet_with_the_keyboard_and_report_it_wrong(served: LocalHost, 
 
 
 def test_keyboard_only_with_visible_focus(served: LocalHost, watched: Watched):
-    page = open_page(watched, served)
+    page = open_page(watched, served, "ui/")  # the API is found from either form of the page's address
     tweet = page.get_by_label("Tweet", exact=True)
     tweet.focus()
     assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"

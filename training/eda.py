@@ -166,8 +166,10 @@ def write_report(dataset: Dataset, files: Sequence[LoadedFile], out: Path) -> Pa
         "## Files",
         "",
         f"{len(files_table)} files, {read:,} labelled tweets read ({_percent(negative, read)} negative). "
-        "Neutral rows are dropped when read; a text that is empty after normalization carries nothing to "
-        "learn and is dropped from training; texts also in a test set are removed from training; duplicates "
+        "A missing text or label stops the reading with an error naming the file and line, so none is "
+        "missing here. Neutral rows are dropped when read; a text that is empty after normalization "
+        "carries nothing to learn and is dropped from training; texts also in a test set are removed from "
+        "training; duplicates "
         "(after normalization) are kept once, with the majority label, and dropped when the labels tie. "
         "Test files are kept whole.",
         "",

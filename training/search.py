@@ -31,6 +31,7 @@ FEATURE_SETTINGS = {
     "w13-200k_c25-300k_rawtf": BASE | {"sublinear_tf": False},
     "w13-200k_c25-300k_sub_nb": BASE | {"nb_weighting": True},
     "w13-300k_c25-300k_sub": BASE | {"word_max_features": 300_000},
+    "w13-300k_c25-300k_sub_nb": BASE | {"word_max_features": 300_000, "nb_weighting": True},
     "w13-200k_c36-300k_sub": BASE | {"char_ngram_range": (3, 6)},
     "w12-200k_c14-200k_sub": BASE
     | {"word_ngram_range": (1, 2), "char_ngram_range": (1, 4), "char_max_features": 200_000},
@@ -39,8 +40,8 @@ FEATURE_SETTINGS = {
     "baseline_w12-50k": {"word_ngram_range": (1, 2), "word_max_features": 50_000},
 }
 CLASSIFIER_GRID = [
-    {"C": [0.5, 1.0, 2.0, 4.0], "class_weight": [None]},
-    {"C": [1.0, 2.0], "class_weight": ["balanced"]},
+    {"C": [0.25, 0.5, 1.0, 2.0, 4.0], "class_weight": [None]},
+    {"C": [0.5, 1.0], "class_weight": ["balanced"]},
 ]
 COLUMNS = ("headtail", "setting", "C", "class_weight", "validation_f1", "validation_roc_auc", "n_features")
 COLUMNS += ("fit_time_s", "params")

@@ -43,8 +43,11 @@ param badBuzzNegativePercent int
 @description('Bad buzz: window, ISO 8601 duration.')
 param badBuzzWindow string
 
-@description('How often both rules run, ISO 8601 duration (at most their window).')
-param evaluationFrequency string
+@description('How often the wrong-predictions rule runs, ISO 8601 duration (at most its window).')
+param wrongPredictionEvaluationFrequency string
+
+@description('How often the bad-buzz rule runs, ISO 8601 duration (at most its window).')
+param badBuzzEvaluationFrequency string
 
 var wrongPredictionsQuery = loadTextContent('../queries/alert-wrong-predictions.kql')
 
@@ -83,7 +86,7 @@ resource wrongPredictionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-0
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: evaluationFrequency
+    evaluationFrequency: wrongPredictionEvaluationFrequency
     windowSize: wrongPredictionWindow
     criteria: {
       allOf: [
@@ -121,7 +124,7 @@ resource badBuzzAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: evaluationFrequency
+    evaluationFrequency: badBuzzEvaluationFrequency
     windowSize: badBuzzWindow
     criteria: {
       allOf: [

@@ -120,6 +120,12 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
           value: 'air_paradis'
         }
         {
+          // The worker builds the exporter's queue before the app runs: only a setting can size it.
+          // 16,384 events keep a burst of feedback from being dropped while ingestion is slow.
+          name: 'OTEL_BLRP_MAX_QUEUE_SIZE'
+          value: '16384'
+        }
+        {
           name: 'MODEL_PATH'
           value: modelPath
         }
