@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.tweet_factory import write_shared_layout
-from training import evaluate, train
+from training import evaluate, model_card, train
 from training.dataset import SHARED_EXTERNAL
 
 app = typer.Typer()
@@ -54,6 +54,9 @@ def test_train_export_evaluate_on_a_generated_folder(tmp_path):
     assert "STS-Gold" in card and "--candidates nb_logreg" in card  # the reproducing command
     for figure in ("candidates_validation", "roc_test_sets", "confusion_sts_gold", "vs_baseline_f1"):
         assert (tmp_path / "model" / "figures" / f"{figure}.png").stat().st_size > 3_000
+    # The card re-rendered from the run's reports alone is the card the run wrote.
+    model_card.command(report=report, card=tmp_path / "model" / "again.md", command_line=None)
+    assert (tmp_path / "model" / "again.md").read_text() == card
 
     # The exported file, scored by plain onnxruntime, reproduces train's figures on an external set.
     sts = data / SHARED_EXTERNAL["sts_gold"]

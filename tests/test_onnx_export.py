@@ -142,7 +142,7 @@ def test_model_version_follows_the_weights(corpus):
         return json.loads(props["model_version"])
 
     changed = copy.deepcopy(model)
-    changed.feature_weights_ = changed.feature_weights_ * 1.01
+    changed.classifier_.coef_ *= 1.01
     assert version(model) == version(copy.deepcopy(model))
     assert version(model).startswith("2026.11.23-")
     assert version(changed) != version(model)
@@ -156,7 +156,7 @@ def small_model(corpus):
 
 def test_parity_gate_catches_a_corrupted_graph(small_model, corpus):
     corrupted = copy.deepcopy(small_model)
-    corrupted.feature_weights_ = corrupted.feature_weights_ * 1.2
+    corrupted.classifier_.coef_ *= 1.2
     with pytest.raises(ParityError, match="differ by"):
         check_parity(small_model, to_onnx(corrupted, {}).SerializeToString(), corpus[0][:50])
 
@@ -166,7 +166,7 @@ def test_export_refuses_to_write_when_parity_fails(small_model, corpus, tmp_path
     target.parent.mkdir()
     target.write_bytes(b"previous model")
     wrong = copy.deepcopy(small_model)
-    wrong.intercept_ += 0.01
+    wrong.classifier_.intercept_ += 0.01
     real_build = onnx_export.build_graph
     monkeypatch.setattr(onnx_export, "build_graph", lambda model: real_build(wrong))
     with pytest.raises(ParityError):

@@ -33,7 +33,7 @@ class Candidate:
     name: str
     description: str
     build: Callable[[], object]
-    grid: dict = field(default_factory=dict)  # parameter grid (GridSearchCV) or distributions
+    grid: dict | list = field(default_factory=dict)  # parameter grid(s) (GridSearchCV) or distributions
     # "none"; "grid" / "random": GridSearchCV / RandomizedSearchCV over the whole estimator; "classifier":
     # GridSearchCV over a TweetSentimentModel's logistic regression on its cached features.
     search: str = "none"

@@ -6,7 +6,13 @@ drift from the committed model.
 
 from __future__ import annotations
 
+import csv
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from training import plots
 from training.metrics import headline
@@ -19,9 +25,9 @@ TEST_SET_TITLES = {
     "hcr_test": "HCR test",
 }
 TARGETS = {
-    "sentiment140_manual": "accuracy >= .88",
-    "semeval2017_test": "macro-F1 >= .80, ROC-AUC >= .92",
-    "sts_gold": "macro-F1 >= .90",
+    "sentiment140_manual": [("accuracy", "accuracy", 0.88)],
+    "semeval2017_test": [("f1", "macro-F1", 0.80), ("roc_auc", "ROC-AUC", 0.92)],
+    "sts_gold": [("f1", "macro-F1", 0.90)],
 }
 
 
@@ -32,13 +38,13 @@ def write_figures(training, dataset, figures_dir: Path) -> dict[str, Path]:
     figures_dir = Path(figures_dir)
     model = training.results[training.winner].model
     figures = {
-        "candidates": plots.comparison_chart(
+        "candidates_validation": plots.comparison_chart(
             [r.row for r in training.results.values()], figures_dir / "candidates_validation.png"
         )
     }
     splits = {"test": dataset.test, **dataset.external}
     scores = {name: negative_probability(model, split.texts) for name, split in splits.items()}
-    figures["roc"] = plots.roc_curves(
+    figures["roc_test_sets"] = plots.roc_curves(
         {TEST_SET_TITLES.get(n, n): (splits[n].labels, scores[n]) for n in splits},
         figures_dir / "roc_test_sets.png",
         title=f"ROC curves of the production model ({training.winner})",
@@ -62,6 +68,75 @@ def write_figures(training, dataset, figures_dir: Path) -> dict[str, Path]:
     return figures
 
 
+@dataclass
+class CardFacts:
+    """Everything the card states, from a live run or from the reports a run left behind."""
+
+    winner: str
+    description: str
+    params: dict
+    threshold: float
+    rows: list[dict]  # perf_models.csv rows (numbers as numbers)
+    test_metrics: dict[str, dict]
+    baseline_test_metrics: dict[str, dict]
+    report: dict  # the dataset report
+    fingerprint: str
+
+
+def facts_from_run(training, dataset) -> CardFacts:
+    winner = training.results[training.winner]
+    return CardFacts(
+        winner=training.winner,
+        description=winner.candidate.description,
+        params=dict(winner.model.get_params()),
+        threshold=training.threshold,
+        rows=[result.row for result in training.results.values()],
+        test_metrics=training.test_metrics,
+        baseline_test_metrics=training.baseline_test_metrics,
+        report=dataset.report,
+        fingerprint=dataset.fingerprint,
+    )
+
+
+_NUMBERS = {
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "fit_time_s",
+    "search_time_s",
+    "scoring_time_s",
+}
+_COUNTS = {"model_size_bytes", "n_features", "train_rows"}
+
+
+def facts_from_reports(report_dir: Path) -> CardFacts:
+    """Rebuild the facts from ``summary.json`` and ``perf_models.csv`` of a ``train --out`` folder."""
+    from training.candidates import all_candidates
+
+    summary = json.loads((Path(report_dir) / "summary.json").read_text(encoding="utf-8"))
+    with (Path(report_dir) / "perf_models.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in _NUMBERS & row.keys():
+            row[key] = float(row[key]) if row[key] else None
+        for key in _COUNTS & row.keys():
+            row[key] = int(float(row[key])) if row[key] else None
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in summary["params"].items()}
+    return CardFacts(
+        winner=summary["winner"],
+        description=all_candidates()[summary["winner"]].description,
+        params=params,
+        threshold=float(summary["threshold"]),
+        rows=rows,
+        test_metrics=summary["test_metrics"],
+        baseline_test_metrics=summary["baseline_test_metrics"],
+        report=summary["dataset_report"],
+        fingerprint=summary["training_data_fingerprint"],
+    )
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -76,11 +151,11 @@ CANDIDATE_HEADER = (
 )  # fmt: skip
 
 
-def _candidate_table(training) -> list[str]:
+def _candidate_table(facts: CardFacts) -> list[str]:
     lines = [_row(CANDIDATE_HEADER), _row(["---"] * len(CANDIDATE_HEADER))]
-    for name, result in training.results.items():
-        row = result.row
-        label = f"**{name}** (chosen)" if name == training.winner else name
+    for row in facts.rows:
+        name = row["candidate"]
+        label = f"**{name}** (chosen)" if name == facts.winner else name
         cells = [label, *(_fmt(row[key]) for key in ("accuracy", "precision", "recall", "f1", "roc_auc"))]
         cells += [f"{row['fit_time_s']:.1f}", f"{row['search_time_s']:.1f}", f"{row['scoring_time_s']:.2f}"]
         cells += [
@@ -98,11 +173,20 @@ TEST_HEADER = (
 )  # fmt: skip
 
 
-def _test_table(training) -> list[str]:
+def target_status(name: str, metrics: dict) -> list[str]:
+    """``"macro-F1 >= .80: met (0.826)"`` for each target of a test set."""
+    return [
+        f"{label} >= {f'{goal:.2f}'.lstrip('0')}: {'met' if (metrics[key] or 0) >= goal else 'NOT met'} "
+        f"({_fmt(metrics[key])})"
+        for key, label, goal in TARGETS.get(name, ())
+    ]
+
+
+def _test_table(facts: CardFacts) -> list[str]:
     lines = [_row(TEST_HEADER), _row(["---"] * len(TEST_HEADER))]
-    for name, metrics in training.test_metrics.items():
+    for name, metrics in facts.test_metrics.items():
         ours = headline(metrics)
-        base = headline(training.baseline_test_metrics[name]) if training.baseline_test_metrics else {}
+        base = headline(facts.baseline_test_metrics[name]) if facts.baseline_test_metrics else {}
         beats = "n/a"
         if base:
             better = ours["f1"] > base["f1"] and (ours["roc_auc"] or 0) > (base["roc_auc"] or 0)
@@ -110,12 +194,12 @@ def _test_table(training) -> list[str]:
         cells = [TEST_SET_TITLES.get(name, name), f"{metrics['n']:,}"]
         cells += [_fmt(ours[key]) for key in ("accuracy", "f1", "roc_auc")]
         cells += [_fmt(base.get(key)) for key in ("accuracy", "f1", "roc_auc")]
-        lines.append(_row([*cells, beats, TARGETS.get(name, "")]))
+        lines.append(_row([*cells, beats, "; ".join(target_status(name, metrics))]))
     return lines
 
 
-def _data_section(dataset, data_description: dict) -> list[str]:
-    report = dataset.report
+def _data_section(facts: CardFacts) -> list[str]:
+    report = facts.report
     splits = report["splits"]
     recipe = report["recipe"]
     with_headtail = bool(recipe.get("train_only_files"))
@@ -162,23 +246,34 @@ def _data_section(dataset, data_description: dict) -> list[str]:
                 ]
             )
         )
-    lines += ["", f"Training data fingerprint: `{dataset.fingerprint}`.", ""]
+    lines += ["", f"Training data fingerprint: `{facts.fingerprint}`.", ""]
     return lines
 
 
+def _missed_targets(facts: CardFacts) -> list[str]:
+    missed = [
+        f"{TEST_SET_TITLES[name]} {status.replace(': NOT met', '')}"
+        for name, metrics in facts.test_metrics.items()
+        for status in target_status(name, metrics)
+        if "NOT met" in status
+    ]
+    if not missed:
+        return []
+    return [
+        "- Quality goals not reached: " + "; ".join(missed) + ". Best measured values above. What limits "
+        "them: a linear bag-of-n-grams model on about 56k training tweets, of which under a third are "
+        "Sentiment140-like; the Sentiment140 manual test has 359 tweets (one tweet = 0.28 points of "
+        "accuracy); the larger settings and the head/tail file were measured on validation "
+        "([search.md](search.md)) and the choice stays with validation, never with a test set.",
+    ]
+
+
 def write_card(
-    training,
-    dataset,
-    exported: dict,
-    figures: dict[str, Path],
-    path: Path,
-    data_description: dict,
-    command_line: str,
+    facts: CardFacts, exported: dict, figures: dict[str, Path], path: Path, command_line: str
 ) -> Path:
     """Render ``model/README.md``."""
     path = Path(path)
-    model = training.results[training.winner].model
-    params = {k: v for k, v in model.get_params().items()}
+    params = facts.params
     rel = {key: figure.relative_to(path.parent).as_posix() for key, figure in figures.items()}
     lines = [
         "# Model card: Air Paradis tweet sentiment",
@@ -187,7 +282,7 @@ def write_card(
         f"model version `{exported['model_version']}`, {exported['n_features']:,} features.",
         "- Input: the text produced by `serving/normalizer.py` (string tensor `text`); output "
         "`negative_probability` plus explanation terms (`term_row`, `term_text`, `term_weight`).",
-        f"- Decision: negative when `negative_probability >= {training.threshold:.2f}` (threshold chosen on "
+        f"- Decision: negative when `negative_probability >= {facts.threshold:.2f}` (threshold chosen on "
         "validation, stored in the metadata).",
         "- ONNX parity with scikit-learn: max |difference| "
         f"{exported['parity']['max_abs_difference']:.2e} on "
@@ -200,10 +295,10 @@ def write_card(
         command_line or "python -m training train --data-dir DATA --export model/sentiment.onnx",
         "```",
         "",
-        *_data_section(dataset, data_description),
+        *_data_section(facts),
         "## Method",
         "",
-        f"Chosen family: **{training.winner}** — {training.results[training.winner].candidate.description}.",
+        f"Chosen family: **{facts.winner}** — {facts.description}.",
         "",
         "Parameters: " + ", ".join(f"`{k}={v}`" for k, v in sorted(params.items())) + ".",
         "",
@@ -220,22 +315,24 @@ def write_card(
         "",
         "### Candidates (validation split, threshold 0.5)",
         "",
-        *_candidate_table(training),
+        *_candidate_table(facts),
         "",
-        f"![candidates]({rel['candidates']})",
+        f"![candidates]({rel['candidates_validation']})",
         "",
         "## Metrics per test set (production model vs the baseline trained on the same data)",
         "",
-        *_test_table(training),
+        *_test_table(facts),
         "",
-        f"![ROC]({rel['roc']})",
+        f"![ROC]({rel['roc_test_sets']})",
         "",
     ]
     for key in ("vs_baseline_f1", "vs_baseline_roc_auc"):
         if key in rel:
             lines += [f"![{key}]({rel[key]})", ""]
     lines += ["Confusion matrices:", ""]
-    lines += [f"![{key}]({value})" for key, value in rel.items() if key.startswith("confusion_")]
+    lines += [
+        f"![confusion {n}]({rel[f'confusion_{n}']})" for n in facts.test_metrics if f"confusion_{n}" in rel
+    ]
     lines += [
         "",
         "## Known limits",
@@ -252,7 +349,35 @@ def write_card(
         "alerts.",
         "- The training tweets date from 2009-2016; airline vocabulary of today may drift: the feedback loop "
         "(`WrongPrediction` events) is there to collect retraining data.",
+        *_missed_targets(facts),
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _figures_in(folder: Path) -> dict[str, Path]:
+    return {figure.stem: figure for figure in sorted(Path(folder).glob("*.png"))}
+
+
+def command(
+    report: Annotated[
+        Path, typer.Option(help="A train --out folder (summary.json, perf_models.csv, export.json).")
+    ],
+    card: Annotated[Path, typer.Option(help="The card to write; figures/ beside it.")] = Path(
+        "model/README.md"
+    ),
+    command_line: Annotated[str | None, typer.Option(help="The train command that made the run.")] = None,
+) -> None:
+    """Re-render the model card from a run's reports (no retraining; figures are reused)."""
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
+    exported = json.loads((report / "export.json").read_text(encoding="utf-8"))
+    figures = _figures_in(card.parent / "figures")
+    write_card(
+        facts_from_reports(report), exported, figures, card, command_line or summary.get("command_line", "")
+    )
+    typer.echo(f"wrote {card}")
+
+
+if __name__ == "__main__":
+    typer.run(command)

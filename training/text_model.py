@@ -135,9 +135,19 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         ).fit(self._weighted(x), y)
         self.classes_ = np.array([0, 1])
         self.n_features_ = int(x.shape[1])
-        self.feature_weights_ = self.classifier_.coef_[0] * self.nb_ratio_
-        self.intercept_ = float(self.classifier_.intercept_[0])
         return self
+
+    @property
+    def feature_weights_(self) -> np.ndarray:
+        """Per-feature weight on the L2-normalised TF-IDF: coefficient x NB ratio (derived from the
+        fitted classifier, so it can never go stale)."""
+        check_is_fitted(self, "classifier_")
+        return self.classifier_.coef_[0] * self.nb_ratio_
+
+    @property
+    def intercept_(self) -> float:
+        check_is_fitted(self, "classifier_")
+        return float(self.classifier_.intercept_[0])
 
     @staticmethod
     def _nb_ratio(x: sp.csr_matrix, y: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, PredefinedSplit, RandomizedSearchCV, train_test_split
+from threadpoolctl import threadpool_limits
 
 from training import plots, tracking
 from training.candidates import DEFAULT_CANDIDATES, SEED, Candidate, all_candidates
@@ -149,7 +150,8 @@ def _search_classifier(candidate: Candidate, model, texts, labels, validation: S
     features = sparse.vstack([featurize(texts), featurize(validation.texts)], format="csr")
     if getattr(model, "nb_weighting", False):
         features = sparse.csr_matrix(features.multiply(model.nb_ratio_[np.newaxis, :]))
-    grid = {key.removeprefix(prefix): values for key, values in candidate.grid.items()}
+    grids = candidate.grid if isinstance(candidate.grid, list) else [candidate.grid]
+    grid = [{key.removeprefix(prefix): values for key, values in one.items()} for one in grids]
     folds, every_label = _predefined_split(texts, labels, validation)
     scoring = {"f1": "f1_macro", "roc_auc": "roc_auc"}
     search = GridSearchCV(clone(classifier), grid, scoring=scoring, cv=folds, refit=False, n_jobs=1)
@@ -358,7 +360,6 @@ def run_training(
     min_features: int = 0,
     max_features: int | None = None,
     production_params: dict | None = None,
-    data_description: dict | None = None,
     command_line: str = "",
 ) -> TrainingResult:
     """Everything ``train`` does once the dataset is built (tests call this directly)."""
@@ -397,12 +398,10 @@ def run_training(
         )
         with progress:
             task = progress.add_task("candidates", total=len(candidates))
-            for name in candidates:
-                progress.update(task, description=f"fitting {name}")
-                result = fit_candidate(registry[name], dataset.train, dataset.validation, seed)
-                results[name] = result
-                _log_candidate(result)
-                progress.advance(task)
+            # One thread per native pool (OpenMP in gradient boosting, BLAS): the machine is shared, and
+            # spinning OpenMP workers on a busy machine cost more than they give.
+            with threadpool_limits(limits=1):
+                _fit_all(candidates, registry, dataset, seed, results, progress, task)
 
         winner = select_winner(results, min_features, max_features)
         model = results[winner].model
@@ -438,6 +437,7 @@ def run_training(
             "baseline_test_metrics": baseline_metrics,
             "training_data_fingerprint": dataset.fingerprint,
             "dataset_report": dataset.report,
+            "command_line": command_line,
         }
         (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2), encoding="utf-8")
         mlflow.log_params({"winner": winner, "threshold": threshold})
@@ -448,13 +448,22 @@ def run_training(
 
         training = TrainingResult(results, winner, threshold, test_metrics, baseline_metrics, out_dir)
         if export is not None:
-            training.export = _export(training, dataset, Path(export), data_description, command_line)
+            training.export = _export(training, dataset, Path(export), command_line)
             mlflow.log_param("onnx_model_version", training.export["model_version"])
             mlflow.log_artifact(str(export))
             card = Path(training.export["model_card"])
             mlflow.log_artifact(str(card))
         console.print(f"MLflow run {parent.info.run_id} in {uri}")
     return training
+
+
+def _fit_all(candidates, registry, dataset: Dataset, seed: int, results: dict, progress, task) -> None:
+    for name in candidates:
+        progress.update(task, description=f"fitting {name}")
+        result = fit_candidate(registry[name], dataset.train, dataset.validation, seed)
+        results[name] = result
+        _log_candidate(result)
+        progress.advance(task)
 
 
 def _log_candidate(result: CandidateResult) -> None:
@@ -482,9 +491,7 @@ def _log_candidate(result: CandidateResult) -> None:
                 mlflow.log_metrics({k: v for k, v in search_row.items() if k.startswith("validation_")})
 
 
-def _export(
-    training: TrainingResult, dataset: Dataset, path: Path, data_description: dict | None, command_line: str
-) -> dict:
+def _export(training: TrainingResult, dataset: Dataset, path: Path, command_line: str) -> dict:
     """ONNX file (through the parity gate), figures and model card next to it."""
     from training import model_card
     from training.onnx_export import export_model
@@ -504,9 +511,8 @@ def _export(
         exported = export_model(model, path, parity_texts, metadata)
     figures_dir = path.parent / "figures"
     figures = model_card.write_figures(training, dataset, figures_dir)
-    card = model_card.write_card(
-        training, dataset, exported, figures, path.parent / "README.md", data_description or {}, command_line
-    )
+    facts = model_card.facts_from_run(training, dataset)
+    card = model_card.write_card(facts, exported, figures, path.parent / "README.md", command_line)
     exported["model_card"] = str(card)
     exported["figures"] = [str(f) for f in figures.values()]
     (training.out_dir / "export.json").write_text(json.dumps(_jsonable(exported), indent=2), encoding="utf-8")
@@ -559,7 +565,6 @@ def command(
     except FileNotFoundError as error:
         raise typer.BadParameter(str(error), param_hint="--data-dir") from error
     dataset = build_dataset(**recipe, seed=seed)
-    description = {"data_dir": str(data_dir), "with_headtail": with_headtail}
     run_training(
         dataset,
         candidates=candidates or DEFAULT_CANDIDATES,
@@ -569,7 +574,6 @@ def command(
         export=export,
         min_features=min_features,
         max_features=max_features,
-        data_description=description,
         command_line=_command_line(
             data_dir, with_headtail, candidates, out, seed, export, min_features, max_features
         ),
