@@ -20,8 +20,6 @@ import typer
 from training import plots
 from training.metrics import HEADLINE, binary_metrics
 
-ONNX_BATCH = 512
-
 
 @dataclass
 class LoadedModel:
@@ -34,36 +32,18 @@ class LoadedModel:
     negative_probability: Callable[[Sequence[str]], np.ndarray]
 
 
-def _onnx_scorer(session) -> Callable[[Sequence[str]], np.ndarray]:
-    input_name = session.get_inputs()[0].name
-
-    def score(texts: Sequence[str]) -> np.ndarray:
-        # Group texts of similar length in one batch so the graph's padding stays small.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        result = np.empty(len(texts), dtype=np.float64)
-        for start in range(0, len(order), ONNX_BATCH):
-            chunk = order[start : start + ONNX_BATCH]
-            batch = np.array([texts[i] for i in chunk], dtype=object)
-            (probabilities,) = session.run(["negative_probability"], {input_name: batch})
-            result[chunk] = probabilities
-        return result
-
-    return score
-
-
 def load_model(path: Path | str) -> LoadedModel:
     """Open an ``.onnx`` (onnxruntime) or ``.joblib`` (scikit-learn) model file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.suffix == ".onnx":
-        import onnxruntime as ort
+        from training.onnx_export import open_session, score
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_session(path)
         metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-        return LoadedModel(
-            path, "onnx", float(metadata.get("threshold", 0.5)), metadata, _onnx_scorer(session)
-        )
+        threshold = float(metadata.get("threshold", 0.5))
+        return LoadedModel(path, "onnx", threshold, metadata, lambda texts: score(session, list(texts)))
     if path.suffix == ".joblib":
         import joblib
 

@@ -373,7 +373,8 @@ def _plain(value):
     raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
 
 
-def _session(onnx_path_or_bytes) -> ort.InferenceSession:
+def open_session(onnx_path_or_bytes) -> ort.InferenceSession:
+    """An onnxruntime session on the CPU provider from a path, bytes or an in-memory ModelProto."""
     if isinstance(onnx_path_or_bytes, onnx.ModelProto):
         onnx_path_or_bytes = onnx_path_or_bytes.SerializeToString()
     if isinstance(onnx_path_or_bytes, Path):
@@ -398,7 +399,7 @@ def check_parity(model: TweetSentimentModel, onnx_path_or_bytes, texts, toleranc
     first). Raises ``ParityError`` when any probability differs by more than ``tolerance``."""
     normalized = [normalize(text) for text in [*texts, *ADVERSARIAL_TEXTS]]
     expected = model.negative_probability(normalized)
-    actual = score(_session(onnx_path_or_bytes), normalized)
+    actual = score(open_session(onnx_path_or_bytes), normalized)
     difference = np.abs(actual - expected)
     difference[np.isnan(difference)] = np.inf
     worst = int(np.argmax(difference))
