@@ -21,6 +21,9 @@ import onnxruntime as ort
 from serving.normalizer import NORMALIZER_VERSION, normalize
 
 INPUT_NAME = "text"
+# Optional bool scalar input with a default of false (an overridable initializer): models that declare it
+# only compute the explanation outputs when it is fed true. Older models compute them on every run.
+EXPLAIN_INPUT = "explain"
 PROBABILITY_OUTPUT = "negative_probability"
 TERM_OUTPUTS = ("term_row", "term_text", "term_weight")
 REQUIRED_METADATA = ("model_version", "normalizer_version", "threshold", "labels")
@@ -100,6 +103,7 @@ class SentimentModel:
 
     __slots__ = (
         "_all_outputs",
+        "_explain_feed",
         "_probability_only",
         "labels",
         "metadata",
@@ -118,6 +122,10 @@ class SentimentModel:
         self.labels: tuple[str, str] = tuple(metadata["labels"])
         self._probability_only = [PROBABILITY_OUTPUT]
         self._all_outputs = [PROBABILITY_OUTPUT, *TERM_OUTPUTS]
+        optional = {i.name: i.type for i in session.get_overridable_initializers()}
+        self._explain_feed = (
+            {EXPLAIN_INPUT: np.array(True)} if optional.get(EXPLAIN_INPUT) == "tensor(bool)" else {}
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SentimentModel:
@@ -173,7 +181,7 @@ class SentimentModel:
                 Prediction(negative_label if p >= threshold else positive_label, p, None)
                 for p in probabilities.tolist()
             ]
-        probabilities, rows, terms, weights = self.session.run(self._all_outputs, feed)
+        probabilities, rows, terms, weights = self.session.run(self._all_outputs, feed | self._explain_feed)
         explanations = _top_terms(len(raw_texts), rows, terms, weights, top_k)
         return [
             Prediction(negative_label if p >= threshold else positive_label, p, explanation)

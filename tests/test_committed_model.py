@@ -69,11 +69,21 @@ def test_io_follows_the_artifact_contract(committed):
         "term_weight",
     ]
     probability, rows, terms, weights = scorer.run(
-        None, {"text": np.array(["lost my bag", ""], dtype=object)}
+        None, {"text": np.array(["lost my bag", ""], dtype=object), "explain": np.array(True)}
     )
     assert probability.dtype == np.float32 and probability.shape == (2,)
     assert rows.dtype == np.int64 and weights.dtype == np.float32 and len(rows) == len(terms) == len(weights)
     assert set(rows.tolist()) == {0} and "lost" in terms.tolist()
+
+
+def test_explanations_are_computed_only_when_asked(committed):
+    scorer, _ = committed
+    assert [i.name for i in scorer.get_overridable_initializers()] == ["explain"]
+    texts = np.array([normalize(t) for t in NEGATIVE_TWEETS + POSITIVE_TWEETS], dtype=object)
+    plain = scorer.run(None, {"text": texts})
+    asked = scorer.run(None, {"text": texts, "explain": np.array(True)})
+    np.testing.assert_array_equal(plain[0], asked[0])
+    assert [len(o) for o in plain[1:]] == [0, 0, 0] and min(len(o) for o in asked[1:]) > len(texts)
 
 
 def test_plainly_negative_airline_tweets_are_negative(committed):
@@ -102,7 +112,7 @@ def test_explanations_point_the_right_way(committed):
     texts = np.array(
         [normalize("delayed and lost my bag, worst"), normalize("thank you, great crew")], dtype=object
     )
-    _, rows, terms, weights = scorer.run(None, {"text": texts})
+    _, rows, terms, weights = scorer.run(None, {"text": texts, "explain": np.array(True)})
     negative = dict(zip(terms[rows == 0].tolist(), weights[rows == 0].tolist(), strict=True))
     positive = dict(zip(terms[rows == 1].tolist(), weights[rows == 1].tolist(), strict=True))
     assert negative["worst"] < 0 and negative["lost"] < 0

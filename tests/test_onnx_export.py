@@ -51,8 +51,9 @@ def session(data: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
-def run(data: bytes, texts: list[str]):
-    return session(data).run(None, {"text": np.array(texts, dtype=object)})
+def run(data: bytes, texts: list[str], explain: bool = True):
+    feed = {"text": np.array(texts, dtype=object), "explain": np.array(explain)}
+    return session(data).run(None, feed)
 
 
 def test_parity_on_generated_and_adversarial_texts(fitted, corpus):
@@ -98,6 +99,35 @@ def test_explanation_outputs_equal_the_estimator_explain(fitted, corpus):
         assert sum(w for _, w in mine) + model.intercept_ == pytest.approx(
             model.decision_function([texts[row]])[0], abs=1e-5
         )
+
+
+def test_explanation_work_is_skipped_unless_asked(fitted, corpus):
+    """``explain`` defaults to false: same probabilities, empty explanation outputs, and the term strings
+    are only gathered inside the ``If`` branch that runs when it is true."""
+    _, data = fitted
+    texts = [normalize(t) for t in [*corpus[0][:30], *EXTRA_TEXTS]]
+    scorer = session(data)
+    assert [i.name for i in scorer.get_inputs()] == ["text"]
+    assert [i.name for i in scorer.get_overridable_initializers()] == ["explain"]
+    plain = scorer.run(None, {"text": np.array(texts, dtype=object)})
+    asked_not = run(data, texts, explain=False)
+    asked = run(data, texts, explain=True)
+    for outputs in (plain, asked_not):
+        np.testing.assert_array_equal(outputs[0], asked[0])
+        assert [(o.dtype, o.shape) for o in outputs[1:]] == [
+            (np.int64, (0,)),
+            (np.object_, (0,)),
+            (np.float32, (0,)),
+        ]
+    assert len(asked[1]) == len(asked[2]) == len(asked[3]) > len(texts)
+    graph = onnx.load_from_string(data).graph
+    (branch,) = [n for n in graph.node if n.op_type == "If"]
+    assert list(branch.input) == ["explain"] and list(branch.output) == list(onnx_export.OUTPUTS[1:])
+    then_branch = next(a.g for a in branch.attribute if a.name == "then_branch")
+    assert any(n.op_type == "Gather" and "term_text" in n.name for n in then_branch.node)
+    assert not any("term_text" in n.name for n in graph.node)
+    texts_only = {name for node in graph.node if node.op_type != "If" for name in node.output}
+    assert not texts_only & set(onnx_export.OUTPUTS[1:])
 
 
 def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):

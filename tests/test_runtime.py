@@ -7,8 +7,10 @@ import json
 import math
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import helper
 
 from serving.normalizer import NORMALIZER_VERSION, normalize
 from serving.runtime import (
@@ -204,3 +206,36 @@ def test_a_graph_with_the_wrong_interface_is_refused(tmp_path):
     )
     with pytest.raises(ModelLoadError, match="lacks the outputs negative_probability"):
         SentimentModel.load(no_terms)
+
+
+def test_a_model_without_the_explain_input_still_explains(model, tmp_path):
+    """Models exported before the optional ``explain`` input compute the explanation on every run: the
+    runtime must not feed it, and explains them the same way."""
+    graph = onnx.load(str(model_path()))
+    (branch,) = [n for n in graph.graph.node if n.op_type == "If"]
+    then_branch = next(a.g for a in branch.attribute if a.name == "then_branch")
+    nodes = [n for n in graph.graph.node if n is not branch]
+    nodes += list(then_branch.node)
+    nodes += [
+        helper.make_node("Identity", [inner.name], [outer], name=f"unconditional_{outer}")
+        for inner, outer in zip(then_branch.output, branch.output, strict=True)
+    ]
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    kept = [i for i in graph.graph.input if i.name != "explain"]
+    del graph.graph.input[:]
+    graph.graph.input.extend(kept)
+    kept = [i for i in graph.graph.initializer if i.name != "explain"]
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(kept)
+    path = tmp_path / "always_explains.onnx"
+    onnx.save(graph, str(path))
+    older = SentimentModel.load(path)
+    assert not older.session.get_overridable_initializers()
+    texts = ["Lost my luggage AGAIN @airline", "Thanks for the upgrade :)", "", "late late late"]
+    for explain in (False, True):
+        mine = [(p.label, p.negative_probability, p.explanation) for p in older.predict(texts, explain)]
+        assert mine == [
+            (p.label, p.negative_probability, p.explanation) for p in model.predict(texts, explain)
+        ]
+    assert all(p.explanation for p in older.predict(texts[:2], explain=True))

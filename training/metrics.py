@@ -83,3 +83,26 @@ HEADLINE = ("accuracy", "precision", "recall", "f1", "roc_auc")
 def headline(metrics: dict) -> dict:
     """The five figures every table shows, rounded for humans (3 decimals)."""
     return {key: None if metrics.get(key) is None else round(float(metrics[key]), 3) for key in HEADLINE}
+
+
+# perf_models.csv (one row per candidate): train writes it, the model card reads its numbers back.
+PERF_MEASURES = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "fit_time_s",
+    "search_time_s",
+    "scoring_time_s",
+)
+PERF_COUNTS = ("model_size_bytes", "n_features", "train_rows")
+PERF_COLUMNS = (
+    "candidate",
+    "description",
+    *PERF_MEASURES,
+    *PERF_COUNTS,
+    "search",
+    "best_params",
+    "exportable",
+)

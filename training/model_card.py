@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from training import plots
-from training.metrics import headline
+from training.metrics import PERF_COUNTS, PERF_MEASURES, headline
 
 TEST_SET_TITLES = {
     "test": "internal test split",
@@ -98,17 +98,8 @@ def facts_from_run(training, dataset) -> CardFacts:
     )
 
 
-_NUMBERS = {
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "fit_time_s",
-    "search_time_s",
-    "scoring_time_s",
-}
-_COUNTS = {"model_size_bytes", "n_features", "train_rows"}
+_NUMBERS = set(PERF_MEASURES)
+_COUNTS = set(PERF_COUNTS)
 
 
 def facts_from_reports(report_dir: Path) -> CardFacts:
@@ -281,7 +272,8 @@ def write_card(
         f"- File: `{Path(exported['path']).name}` ({exported['bytes'] / 1e6:.1f} MB), "
         f"model version `{exported['model_version']}`, {exported['n_features']:,} features.",
         "- Input: the text produced by `serving/normalizer.py` (string tensor `text`); output "
-        "`negative_probability` plus explanation terms (`term_row`, `term_text`, `term_weight`).",
+        "`negative_probability` plus explanation terms (`term_row`, `term_text`, `term_weight`), "
+        "computed only when the optional bool input `explain` (default false) is fed true.",
         f"- Decision: negative when `negative_probability >= {facts.threshold:.2f}` (threshold chosen on "
         "validation, stored in the metadata).",
         "- ONNX parity with scikit-learn: max |difference| "

@@ -16,7 +16,9 @@ The stock converter scores through ONNX ``TfIdfVectorizer``, which materialises 
    x per-term weight (logistic coefficient x NB ratio), sum per row + intercept, sigmoid.
 
 The explanation outputs (one entry per distinct matched n-gram per text) come from the same graph; the
-term strings are the n-grams themselves, gathered at one occurrence of each distinct key. An n-gram
+term strings are the n-grams themselves, gathered at one occurrence of each distinct key. They are only
+computed when the optional bool input ``explain`` (an initializer, default false) is fed true: an ``If``
+node, whose other branch returns empty tensors, so scoring alone skips the string gathers. An n-gram
 outside the vocabulary could only be mistaken for a term if its 64-bit key equalled one of the V term
 keys (probability about V / 2**64 per n-gram); the parity gate would still catch it on the texts given.
 Arithmetic is float64, as in scikit-learn: the only difference left is the float32 output (~3e-8).
@@ -41,6 +43,8 @@ from serving.normalizer import NORMALIZER_VERSION, normalize
 from training.text_model import FeatureBlock, TweetSentimentModel, describe
 
 INPUT = "text"
+# Optional bool scalar input (an initializer, default false): true fills the explanation outputs.
+EXPLAIN = "explain"
 OUTPUTS = ("negative_probability", "term_row", "term_text", "term_weight")
 LABELS = ["negative", "positive"]
 OPSETS = {"": 21, "ai.onnx.ml": 4, "com.microsoft": 1}
@@ -98,14 +102,15 @@ class ParityError(AssertionError):
 class _Graph:
     """A tiny node/initializer builder with unique names."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
+        self._prefix = prefix
 
     def name(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self._prefix}{hint}_{self._count}"
 
     def const(self, value, hint: str = "c", dtype=None) -> str:
         array = np.asarray(value, dtype=dtype)
@@ -234,7 +239,9 @@ def _hash_keys(g: _Graph, grams: str, seeds: tuple[int, int]) -> str:
 
 
 def _block_terms(g: _Graph, block: FeatureBlock, text: str, row_ids: str, n_rows: str, sublinear: bool):
-    """(row, n-gram string, contribution) of every distinct matched n-gram of this block."""
+    """(row, where its n-gram string is, contribution) of every distinct matched n-gram of this block.
+
+    The strings themselves are only gathered (``_term_texts``) when an explanation is asked for."""
     units, rows = _flat_units(g, block, text, row_ids)
     separator = " " if block.analyzer == "word" else ""
     grams, gram_rows, valid = _ngrams(g, units, rows, block.ngram_range, separator)
@@ -259,7 +266,7 @@ def _block_terms(g: _Graph, block: FeatureBlock, text: str, row_ids: str, n_rows
     unique, first, counts = _count_distinct(g, keys)
     term_rows = g.op("Div", [unique, size])
     features = g.op("Mod", [unique, size])
-    term_text = g.op("Gather", [grams, g.op("Gather", [positions, first])], "term_text")
+    term_text = (grams, positions, first)
 
     tf = g.op("Cast", [counts], to=TensorProto.DOUBLE)
     if sublinear:
@@ -293,16 +300,58 @@ def _count_distinct(g: _Graph, keys: str) -> tuple[str, str, str]:
     return g.op("Gather", [ordered, starts]), g.op("Gather", [order, starts]), g.op("Sub", [ends, starts])
 
 
+def _term_texts(g: _Graph, sources: list[tuple[str, str, str]]) -> str:
+    """The n-gram string of every distinct matched term: one occurrence of each, per block."""
+    texts = [
+        g.op("Gather", [grams, g.op("Gather", [positions, first])], "term_text")
+        for grams, positions, first in sources
+    ]
+    return texts[0] if len(texts) == 1 else g.op("Concat", texts, axis=0)
+
+
+def _explanation_branches(rows: str, sources: list[tuple[str, str, str]], contributions: str):
+    """``If`` branches: the explanation outputs (then) or empty tensors of the same types (else)."""
+    then = _Graph("explain_")
+    outputs = [
+        then.op("Identity", [rows], "term_row"),
+        _term_texts(then, sources),
+        then.op("Cast", [contributions], "term_weight", to=TensorProto.FLOAT),
+    ]
+    types = (TensorProto.INT64, TensorProto.STRING, TensorProto.FLOAT)
+    otherwise = _Graph("no_explain_")
+    empty = [
+        otherwise.op(
+            "Constant", [], "empty", value=helper.make_tensor(otherwise.name("value"), kind, [0], [])
+        )
+        for kind in types
+    ]
+
+    def branch(builder: _Graph, names: list[str], title: str) -> onnx.GraphProto:
+        return helper.make_graph(
+            builder.nodes,
+            title,
+            [],
+            [helper.make_tensor_value_info(n, kind, ["M"]) for n, kind in zip(names, types, strict=True)],
+            builder.initializers,
+        )
+
+    return branch(then, outputs, "explanation"), branch(otherwise, empty, "no_explanation")
+
+
 def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
-    """The scoring graph, without metadata."""
+    """The scoring graph, without metadata.
+
+    ``explain`` (bool scalar, default false) is a graph input with an initializer: callers that feed only
+    ``text`` get the probabilities, and the explanation outputs empty; feeding ``explain`` true fills them.
+    Only then does the graph gather the term strings and cast the contributions (an ``If`` node)."""
     g = _Graph()
     n_rows = g.op("Shape", [INPUT], "n_rows")
     row_ids = g.op("Range", [g.const(0, "zero", np.int64), _dim(g, INPUT, 0), g.const(1, "one", np.int64)])
     parts = [
         _block_terms(g, b, INPUT, row_ids, n_rows, bool(model.sublinear_tf)) for b in model.feature_blocks()
     ]
-    rows, texts, contributions = (
-        parts[0][i] if len(parts) == 1 else g.op("Concat", [p[i] for p in parts], axis=0) for i in range(3)
+    rows, contributions = (
+        parts[0][i] if len(parts) == 1 else g.op("Concat", [p[i] for p in parts], axis=0) for i in (0, 2)
     )
     logits = g.op(
         "ScatterElements",
@@ -311,13 +360,25 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
     )
     probability = g.op("Sigmoid", [g.op("Neg", [logits])])
     g.nodes.append(helper.make_node("Cast", [probability], ["negative_probability"], to=TensorProto.FLOAT))
-    g.nodes.append(helper.make_node("Identity", [rows], ["term_row"]))
-    g.nodes.append(helper.make_node("Identity", [texts], ["term_text"]))
-    g.nodes.append(helper.make_node("Cast", [contributions], ["term_weight"], to=TensorProto.FLOAT))
+    then_branch, else_branch = _explanation_branches(rows, [p[1] for p in parts], contributions)
+    g.nodes.append(
+        helper.make_node(
+            "If",
+            [EXPLAIN],
+            list(OUTPUTS[1:]),
+            name="explanation",
+            then_branch=then_branch,
+            else_branch=else_branch,
+        )
+    )
+    g.initializers.append(numpy_helper.from_array(np.array(False), EXPLAIN))
     graph = helper.make_graph(
         g.nodes,
         "tweet_sentiment",
-        [helper.make_tensor_value_info(INPUT, TensorProto.STRING, ["N"])],
+        [
+            helper.make_tensor_value_info(INPUT, TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info(EXPLAIN, TensorProto.BOOL, []),
+        ],
         [
             helper.make_tensor_value_info("negative_probability", TensorProto.FLOAT, ["N"]),
             helper.make_tensor_value_info("term_row", TensorProto.INT64, ["M"]),

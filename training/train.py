@@ -38,26 +38,8 @@ from threadpoolctl import threadpool_limits
 from training import plots, tracking
 from training.candidates import DEFAULT_CANDIDATES, SEED, Candidate, all_candidates
 from training.dataset import Dataset, Split
-from training.metrics import binary_metrics, choose_threshold, headline
+from training.metrics import PERF_COLUMNS, binary_metrics, choose_threshold, headline
 
-PERF_COLUMNS = (
-    "candidate",
-    "description",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "fit_time_s",
-    "search_time_s",
-    "scoring_time_s",
-    "model_size_bytes",
-    "n_features",
-    "train_rows",
-    "search",
-    "best_params",
-    "exportable",
-)
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
