@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from serving.normalizer import normalize
+from tests.tweet_factory import write_labelled
 from training.dataset import (
     LeakageError,
     Split,
@@ -22,14 +22,6 @@ from training.dataset import (
 POSITIVE = ("love", "great", "smooth", "friendly", "thanks", "awesome")
 NEGATIVE = ("lost", "delayed", "rude", "awful", "cancelled", "stuck")
 FILLER = ("flight", "crew", "bag", "seat", "gate", "today", "paris", "again")
-
-
-def write_labelled(path: Path, rows: list[tuple[int, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["label", "text"])
-        writer.writerows(rows)
-    return path
 
 
 def distinct_rows(count: int, seed: int, positive_share: float = 0.5) -> list[tuple[int, str]]:

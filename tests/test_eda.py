@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.tweet_factory import write_labelled
 from training.eda import FIGURES, STATISTICS, command, describe, word_counts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -19,14 +19,6 @@ def cli() -> typer.Typer:
     app = typer.Typer()
     app.command()(command)
     return app
-
-
-def write_labelled(path: Path, rows: list[tuple[int, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["label", "text"])
-        writer.writerows(rows)
-    return path
 
 
 def tweet_rows(count: int, tag: str) -> list[tuple[int, str]]:

@@ -32,14 +32,19 @@ def tweets(count: int, seed: int, noise: float = 0.1) -> tuple[list[str], list[i
     return texts, labels
 
 
-def write_labelled_csv(path: Path, count: int, seed: int) -> Path:
+def write_labelled(path: Path, rows) -> Path:
+    """A ``label,text`` CSV with a header, from (label, text) pairs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    texts, labels = tweets(count, seed)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["label", "text"])
-        writer.writerows(zip(labels, texts, strict=True))
+        writer.writerows(rows)
     return path
+
+
+def write_labelled_csv(path: Path, count: int, seed: int) -> Path:
+    texts, labels = tweets(count, seed)
+    return write_labelled(path, zip(labels, texts, strict=True))
 
 
 def write_sentiment140(path: Path, count: int, seed: int) -> Path:

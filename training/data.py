@@ -231,6 +231,16 @@ def _parse_label(value: object) -> int | None:
     return _LABELS[value.strip().lower()]
 
 
+def _checked_label(value: object, where: str, line: int) -> int | None:
+    """``_parse_label``, with the file and line named when the label is not one we know."""
+    try:
+        return _parse_label(value)
+    except KeyError:
+        raise TweetFileError(
+            where, line, f"bad label {value!r}: expected 0/1, negative/positive or neutral"
+        ) from None
+
+
 def _read_labelled_csv(stream: IO[bytes], where: str, path: Path) -> _Rows:
     """A CSV with a header naming ``label`` and ``text`` (other columns ignored), UTF-8."""
     rows = _Rows()
@@ -247,12 +257,7 @@ def _read_labelled_csv(stream: IO[bytes], where: str, path: Path) -> _Rows:
                     where, line, f"wrong column count: expected {width} (as the header), found {len(record)}"
                 )
             raw_label, text = record[label_at], record[text_at]
-            try:
-                label = _LABELS[raw_label.strip().lower()]
-            except KeyError:
-                raise TweetFileError(
-                    where, line, f"bad label {raw_label!r}: expected 0/1, negative/positive or neutral"
-                ) from None
+            label = _checked_label(raw_label, where, line)
             if label is None:
                 rows.neutral += 1
                 continue
@@ -337,12 +342,7 @@ def _read_json(data_bytes: bytes, where: str, *, json_lines: bool) -> _Rows:
         if item.get("label") is None:
             label = UNLABELLED
         else:
-            try:
-                label = _parse_label(item["label"])
-            except KeyError:
-                raise TweetFileError(
-                    where, line, f"bad label {item['label']!r}: expected 0/1, negative/positive or neutral"
-                ) from None
+            label = _checked_label(item["label"], where, line)
             if label is None:
                 rows.neutral += 1
                 continue

@@ -304,26 +304,15 @@ def write_search_csv(results: dict[str, CandidateResult], path: Path) -> Path:
 
 def _print_table(results: dict[str, CandidateResult], winner: str | None = None) -> None:
     table = Table(title="Candidates on the validation split")
-    for column in (
-        "candidate",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "fit_time_s",
-        "n_features",
-    ):
+    shown = ("accuracy", "precision", "recall", "f1", "roc_auc", "fit_time_s", "n_features")
+    for column in ("candidate", *shown):
         table.add_column(column)
     for name, result in results.items():
         row = result.row
         label = f"{name} *" if name == winner else name
         table.add_row(
             label,
-            *(
-                str(row[c])
-                for c in ("accuracy", "precision", "recall", "f1", "roc_auc", "fit_time_s", "n_features")
-            ),
+            *(str(row[c]) for c in shown),
         )
     console.print(table)
 
