@@ -251,8 +251,10 @@ def main() -> None:
                 "stock": (
                     "skl2onnx convert_sklearn(TfidfVectorizer + LogisticRegression): dense TfIdfVectorizer"
                 ),
-                "ours": "training.onnx_export: StringSplit/StringConcat n-grams, MurmurHash3 + int64 "
-                "LabelEncoder, TopK, ScatterElements (output negative_probability only, unless noted)",
+                "ours": "training.onnx_export: StringSplit/Tokenizer units coded by a LabelEncoder, integer "
+                "n-gram keys, dense-table or int64 LabelEncoder lookups; these L2-normalised models count "
+                "distinct n-grams per text with TopK (output negative_probability only, one run per batch, "
+                "unless noted)",
                 "results": entries,
             },
             indent=2,

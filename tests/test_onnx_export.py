@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 
@@ -30,6 +31,14 @@ CONFIGURATIONS = {
         "char_ngram_range": (2, 5),
         "sublinear_tf": True,
         "nb_weighting": True,
+    },
+    "occurrence": {"word_ngram_range": (1, 3), "norm": "occurrence_l2"},
+    "production_like": {
+        "word_ngram_range": (1, 3),
+        "char_ngram_range": (2, 5),
+        "norm": "occurrence_l2",
+        "nb_weighting": True,
+        "class_weight": "balanced",
     },
 }
 EXTRA_TEXTS = ["late late late late", "good morning", "good", "morning", "a", "x y", "!", "? ! ?", ""]
@@ -124,10 +133,50 @@ def test_explanation_work_is_skipped_unless_asked(fitted, corpus):
     (branch,) = [n for n in graph.node if n.op_type == "If"]
     assert list(branch.input) == ["explain"] and list(branch.output) == list(onnx_export.OUTPUTS[1:])
     then_branch = next(a.g for a in branch.attribute if a.name == "then_branch")
-    assert any(n.op_type == "Gather" and "term_text" in n.name for n in then_branch.node)
-    assert not any("term_text" in n.name for n in graph.node)
+    assert any(n.op_type == "StringConcat" for n in then_branch.node)
+    assert not any(n.op_type == "StringConcat" for n in graph.node)
     texts_only = {name for node in graph.node if node.op_type != "If" for name in node.output}
     assert not texts_only & set(onnx_export.OUTPUTS[1:])
+
+
+def test_occurrence_norm_scores_without_grouping_ngrams(corpus):
+    """Under "occurrence_l2" the scoring path has no sort, no NonZero and no scatter: per-text sums of
+    looked-up values. Grouping the n-grams of a text only happens inside the explanation branch."""
+    texts, labels = corpus
+    fast = TweetSentimentModel(**CONFIGURATIONS["production_like"]).fit(texts, labels)
+    classic = TweetSentimentModel(**CONFIGURATIONS["everything"]).fit(texts, labels)
+    grouping = {"TopK", "NonZero", "ScatterElements", "Unique"}
+    fast_graph, classic_graph = (to_onnx(m, {}).graph for m in (fast, classic))
+    assert not {n.op_type for n in fast_graph.node} & grouping
+    (branch,) = [n for n in fast_graph.node if n.op_type == "If"]
+    then_branch = next(a.g for a in branch.attribute if a.name == "then_branch")
+    assert {"TopK", "NonZero"} <= {n.op_type for n in then_branch.node}
+    assert {"TopK", "ScatterElements"} <= {n.op_type for n in classic_graph.node}
+
+
+def test_dense_and_hashed_lookups_agree(corpus, monkeypatch):
+    """Short n-gram orders are looked up by position in dense tables, longer ones through a hash table:
+    forcing either for every order gives the same scores and explanations."""
+    texts, labels = corpus
+    model = TweetSentimentModel(**CONFIGURATIONS["production_like"]).fit(texts, labels)
+    probe = [normalize(t) for t in [*texts[:40], *EXTRA_TEXTS, *ADVERSARIAL_TEXTS]]
+    results = []
+    for dense_keys in (0, onnx_export.DENSE_KEYS, 10**9):
+        monkeypatch.setattr(onnx_export, "DENSE_KEYS", dense_keys)
+        graph = to_onnx(model, {})
+        kinds = {n.op_type for n in graph.graph.node if n.op_type in ("Gather", "LabelEncoder")}
+        results.append((kinds, run(graph.SerializeToString(), probe)))
+    assert [kinds for kinds, _ in results] == [{"Gather", "LabelEncoder"}] * 3
+
+    def explained(outputs):
+        return sorted(zip(outputs[1].tolist(), outputs[2].tolist(), outputs[3].tolist(), strict=True))
+
+    reference = results[0][1]
+    for _, outputs in results[1:]:
+        np.testing.assert_allclose(outputs[0], reference[0], atol=1e-6)
+        mine, theirs = explained(outputs), explained(reference)
+        assert [(row, term) for row, term, _ in mine] == [(row, term) for row, term, _ in theirs]
+        np.testing.assert_allclose([w for *_, w in mine], [w for *_, w in theirs], atol=1e-6)
 
 
 def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):
@@ -145,8 +194,8 @@ def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):
     results = session(probe.SerializeToString()).run(None, {"text": np.array(texts, dtype=object)})
     largest = max(np.asarray(r).size for r in results)
     assert largest < len(texts) * model.n_features_ / 10
-    # Bounded by the batch's characters x n-gram orders, whatever the vocabulary size.
-    assert largest <= len(texts) * max(len(t) for t in texts) * 5
+    # Bounded by the batch's characters x n-gram orders x 2 looked-up values, whatever the vocabulary.
+    assert largest <= len(texts) * max(len(t) for t in texts) * 2 * 4
 
 
 def test_metadata_round_trips_through_onnxruntime(fitted):
@@ -235,10 +284,21 @@ def test_export_command_reads_the_model_and_metadata_beside_it(small_model, corp
     assert missing.exit_code != 0 and "does not exist" in missing.output
 
 
-def test_vocabulary_keys_are_distinct_and_collisions_are_refused(monkeypatch):
-    terms = [f"term {i}" for i in range(5_000)] + ["é", "!", "a b c"]
-    seeds, keys = onnx_export.term_keys(terms)
-    assert seeds in onnx_export.HASH_SEEDS and len(set(keys.tolist())) == len(terms)
-    monkeypatch.setattr(onnx_export, "murmurhash3_32", lambda term, seed, positive: 1)
-    with pytest.raises(ValueError, match="same 64-bit key"):
-        onnx_export.term_keys(["a", "b"])
+def test_vocabulary_keys_are_exact_and_orders_never_share_a_key(small_model):
+    """Keys spell the units of a term in base (alphabet + 1) after a leading 1: distinct for distinct
+    terms, and a key of order n lies in [radix**n, 2 * radix**n)."""
+    for block in small_model.feature_blocks():
+        keys = onnx_export.term_keys(block)
+        radix = len({unit for term in block.terms for unit in onnx_export._units(block, term)}) + 1
+        assert len(set(keys.tolist())) == len(block.terms)
+        for term, key in zip(block.terms, keys.tolist(), strict=True):
+            n = len(onnx_export._units(block, term))
+            assert radix**n <= key < 2 * radix**n
+
+
+def test_ngrams_too_long_for_64_bit_keys_are_refused(small_model):
+    (word, char) = small_model.feature_blocks()
+    too_long = dataclasses.replace(char, ngram_range=(2, 20))
+    with pytest.raises(ValueError, match="do not fit 64-bit keys"):
+        onnx_export.term_keys(too_long)
+    assert len(onnx_export.term_keys(word)) == len(word.terms)

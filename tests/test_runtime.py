@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
+from serving import runtime
 from serving.normalizer import NORMALIZER_VERSION, normalize
 from serving.runtime import (
     APP_ROOT,
@@ -75,6 +76,36 @@ def test_a_batch_equals_single_scoring_in_order(model):
         assert scored.negative_probability == pytest.approx(single.negative_probability, abs=1e-6)
         assert scored.label == single.label
         assert scored.explanation == single.explanation
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["chunks-in-parallel", "single-cpu"])
+def test_a_batch_of_many_chunks_scores_like_single_texts_in_order(model, monkeypatch, parallel):
+    """Batches run as length-sorted chunks (in parallel when there are CPUs to spare): each text still
+    gets its own score and explanation, in the caller's order."""
+    if not parallel:
+        monkeypatch.setattr(runtime, "_chunk_pool", lambda: None)
+    words = ["awful", "great", "late", "smooth", "rude", "thanks"]
+    texts = [" ".join(words[: 1 + i % 6]) + " flight" * (i % 17) for i in range(3 * runtime.CHUNK_TEXTS + 7)]
+    texts[5], texts[77] = "", "😂" * 300
+    batch = model.predict(texts, explain=True, top_k=2)
+    plain = model.predict(texts)
+    for text, scored, unexplained in zip(texts, batch, plain, strict=True):
+        (single,) = model.predict([text], explain=True, top_k=2)
+        assert scored.negative_probability == pytest.approx(single.negative_probability, abs=1e-6)
+        assert unexplained.negative_probability == pytest.approx(single.negative_probability, abs=1e-6)
+        assert (scored.label, scored.explanation) == (single.label, single.explanation)
+
+
+def test_top_terms_keeps_the_largest_per_row_and_ignores_rows_outside_the_batch():
+    rows = np.array([1, 0, 1, 1, 0, 5, -1])
+    terms = np.array(["a", "b", "c", "d", "e", "x", "y"], dtype=object)
+    weights = np.array([0.1, -0.5, -0.3, 0.3, 0.2, 9.0, 9.0])
+    assert runtime._top_terms(3, rows, terms, weights, 2) == [
+        [{"term": "b", "weight": -0.5}, {"term": "e", "weight": 0.2}],
+        [{"term": "c", "weight": -0.3}, {"term": "d", "weight": 0.3}],
+        [],
+    ]
+    assert runtime._top_terms(2, rows[:0], terms[:0], weights[:0], 5) == [[], []]
 
 
 def test_explanations_are_the_top_terms_by_absolute_weight(model):

@@ -76,6 +76,46 @@ def test_sublinear_tf_is_one_plus_log_tf_then_l2(corpus):
     assert row[vocabulary["flight"]] == pytest.approx(flight / norm)
 
 
+def test_occurrence_norm_divides_raw_tf_idf_by_the_root_of_idf_squared_over_occurrences(corpus):
+    texts, labels = corpus
+    model = TweetSentimentModel(word_ngram_range=(1, 1), norm="occurrence_l2").fit(texts, labels)
+    row = model.transform(["late late late late flight"]).toarray()[0]
+    vocabulary, idf = model.vectorizers_[0].vocabulary_, model.vectorizers_[0].idf_
+    late, flight = idf[vocabulary["late"]], idf[vocabulary["flight"]]
+    norm = math.sqrt(4 * late**2 + flight**2)
+    assert row[vocabulary["late"]] == pytest.approx(4 * late / norm)
+    assert row[vocabulary["flight"]] == pytest.approx(flight / norm)
+    assert model.transform([""]).nnz == 0
+
+
+def test_occurrence_norm_equals_l2_when_no_ngram_repeats(corpus):
+    texts, labels = corpus
+    fitted = {
+        norm: TweetSentimentModel(word_ngram_range=(1, 2), char_ngram_range=(2, 3), norm=norm).fit(
+            texts, labels
+        )
+        for norm in ("l2", "occurrence_l2")
+    }
+    once = "crew was kind"  # no word or character n-gram occurs twice
+    x = {norm: model.transform([once]).toarray()[0] for norm, model in fitted.items()}
+    np.testing.assert_allclose(x["occurrence_l2"], x["l2"], atol=1e-12)
+    twice = {norm: model.transform(["late late"]).toarray()[0] for norm, model in fitted.items()}
+    assert not np.allclose(twice["occurrence_l2"], twice["l2"])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"norm": "l1"}, "norm must be one of"),
+        ({"norm": "occurrence_l2", "sublinear_tf": True}, "needs sublinear_tf=False"),
+    ],
+)
+def test_norm_settings_are_checked(corpus, params, message):
+    texts, labels = corpus
+    with pytest.raises(ValueError, match=message):
+        TweetSentimentModel(**params).fit(texts, labels)
+
+
 def test_each_block_is_l2_normalised_on_its_own(nb_char_model):
     x = nb_char_model.transform(["late flight again"]).toarray()[0]
     word_size = len(nb_char_model.feature_blocks()[0].terms)

@@ -161,4 +161,4 @@ def test_run_writes_one_row_per_candidate_and_logs_to_mlflow(small_dataset, tmp_
     children = {run.info.run_name: run for run in runs if run.info.run_name in {"baseline", "nb_logreg"}}
     assert children["nb_logreg"].data.params["nb_weighting"] == "True"
     assert "roc_auc" in children["baseline"].data.metrics
-    assert sum(1 for run in runs if run.info.run_name.startswith("nb_logreg-")) == 3  # its C grid
+    assert sum(1 for run in runs if run.info.run_name.startswith("nb_logreg-")) == 6  # C x class weight

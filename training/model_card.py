@@ -302,7 +302,7 @@ def write_card(
         "(`PredefinedSplit`); tree ensembles are tuned and fitted on a stratified subsample of train for "
         "speed (stated per row).",
         "",
-        "The feature setting of the tuned families (n-gram ranges, vocabulary sizes, sublinear tf, "
+        "The feature setting of the tuned families (n-gram ranges, vocabulary sizes, tf and norm, "
         "head/tail data) comes from the model search on the validation split: [search.md](search.md).",
         "",
         "### Candidates (validation split, threshold 0.5)",

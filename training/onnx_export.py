@@ -3,25 +3,27 @@
 The stock converter scores through ONNX ``TfIdfVectorizer``, which materialises a dense
 [texts x features] tensor: cost and memory grow with the vocabulary. This graph instead does, per batch:
 
-1. split each text into tokens (``StringSplit``) or characters (``com.microsoft`` ``Tokenizer``),
-   drop the padding and flatten to one list with the row of every token;
-2. build the n-grams by concatenating neighbours (``StringConcat``), keeping only those whose first
-   and last token belong to the same row (so padding or a neighbouring text can never form a term);
-3. key each n-gram by two 32-bit ``com.microsoft`` ``MurmurHash3`` of its bytes (one 64-bit integer;
-   the exporter refuses a vocabulary where two terms share a key), look the keys up (``ai.onnx.ml``
-   ``LabelEncoder`` keyed by int64, default -1) and keep the known ones: the file holds no vocabulary
-   strings, and the session loads a 1M-term table in ~0.25 s and ~90 MB instead of ~1.2 s and ~450 MB;
-4. count each distinct (row, term): sort ``row * V + index`` (``TopK``) and cut where it changes;
-5. tf (optionally ``1 + log tf``) x idf, L2 norm per row and block (``ScatterElements`` add),
-   x per-term weight (logistic coefficient x NB ratio), sum per row + intercept, sigmoid.
+1. split each text into tokens (``StringSplit``) or characters (``com.microsoft`` ``Tokenizer``) and
+   code each unit with a small string ``LabelEncoder``: 1.. for the units the vocabulary's terms are
+   made of (words, or the normalizer's ~40 characters), 0 for padding and anything else;
+2. key every n-gram exactly by its codes in base (alphabet + 1) after a leading 1, built order by order
+   with integer arithmetic along each row (``key_n = key_(n-1) * radix + code``): no n-gram strings, no
+   hashing, no collisions; a 0 digit (padding, unknown unit) matches no term, so padding never forms one;
+3. look the keys up: short orders (character 2-3-grams, word unigrams) by position in dense tables,
+   the others in an int64 ``LabelEncoder``; unknown keys point at an all-zero row. The file holds no
+   vocabulary strings;
+4. "occurrence_l2" models (the production setting, see ``training/text_model.py``): gather
+   (w x idf, idf**2) per n-gram occurrence from a float32 table, sum per text in float64, logit =
+   intercept + sum(w x idf) / sqrt(sum(idf**2)) per block, sigmoid. No sort, no scatter;
+5. "l2" models need the count of each distinct (row, term): sort ``row * V + index`` (``TopK``), cut
+   where it changes, tf (optionally ``1 + log tf``) x idf, L2 norm per row and block (``ScatterElements``
+   add), x per-term weight (logistic coefficient x NB ratio), sum per row + intercept, sigmoid.
 
-The explanation outputs (one entry per distinct matched n-gram per text) come from the same graph; the
-term strings are the n-grams themselves, gathered at one occurrence of each distinct key. They are only
-computed when the optional bool input ``explain`` (an initializer, default false) is fed true: an ``If``
-node, whose other branch returns empty tensors, so scoring alone skips the string gathers. An n-gram
-outside the vocabulary could only be mistaken for a term if its 64-bit key equalled one of the V term
-keys (probability about V / 2**64 per n-gram); the parity gate would still catch it on the texts given.
-Arithmetic is float64, as in scikit-learn: the only difference left is the float32 output (~3e-8).
+The explanation outputs (one entry per distinct matched n-gram per text) come from the same graph: the
+step-5 grouping, and each term's string spelled out from its key's digits. They are only computed when
+the optional bool input ``explain`` (an initializer, default false) is fed true: an ``If`` node, whose
+other branch returns empty tensors, so scoring alone never groups n-grams nor builds strings.
+Sums are float64, as in scikit-learn; what differs is the float32 value table and output (~1e-7).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.utils import murmurhash3_32
 
 from serving.normalizer import NORMALIZER_VERSION, normalize
+from serving.runtime import negative_probabilities
 from training.text_model import FeatureBlock, TweetSentimentModel, describe
 
 INPUT = "text"
@@ -51,12 +53,9 @@ OPSETS = {"": 21, "ai.onnx.ml": 4, "com.microsoft": 1}
 # A Tokenizer with tokenexp "." only ever yields one-character tokens, so a two-character pad value can
 # never be mistaken for a character of the text.
 CHAR_PAD = "\x1f\x1f"
+# N-gram orders with at most this many possible keys are looked up by position in a dense table.
+DENSE_KEYS = 2**17
 INT64_MAX = np.iinfo(np.int64).max
-PARITY_BATCH = 256
-# N-grams are looked up by a 64-bit key made of two 32-bit MurmurHash3 (signed high word, unsigned low
-# word): an int64 LabelEncoder loads ~5x faster and in ~5x less memory than one keyed by strings.
-HASH_SEEDS = ((1_623_519_331, 2_018_461_747), (97, 13), (7_919, 104_729))
-HASH_SHIFT = 2**32
 
 ADVERSARIAL_TEXTS: list[str] = [
     "",
@@ -130,26 +129,57 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, names, name=names[0], domain=domain, **attrs))
         return names[0] if outputs == 1 else names
 
-    def slice(self, x: str, start: int, end: int) -> str:
-        return self.op(
-            "Slice", [x, self.const([start], "start", np.int64), self.const([end], "end", np.int64)]
+    def slice(self, x: str, start: int, end: int, axis: int = 0) -> str:
+        bounds = [self.const([start], "start", np.int64), self.const([end], "end", np.int64)]
+        return self.op("Slice", [x, *bounds, self.const([axis], "axis", np.int64)])
+
+
+def _dim(g: _Graph, x: str, axis: int) -> str:
+    """Scalar int64 size of ``x`` along ``axis``."""
+    return g.op("Squeeze", [g.op("Shape", [x], start=axis, end=axis + 1), g.const([0], "ax", np.int64)])
+
+
+def _alphabet(block: FeatureBlock) -> list[str]:
+    """The units (words or characters) the block's terms are made of, in a fixed order."""
+    return sorted({unit for term in block.terms for unit in _units(block, term)})
+
+
+def _units(block: FeatureBlock, term: str) -> list[str]:
+    return term.split(" ") if block.analyzer == "word" else list(term)
+
+
+def _radix(block: FeatureBlock) -> int:
+    """Base of the n-gram keys: one digit per unit code (0 = separator or unknown unit, 1.. = alphabet).
+
+    A key is ``1`` followed by the n digits, so n-grams of different orders never share a key."""
+    radix = len(_alphabet(block)) + 1
+    if 2 * radix ** block.ngram_range[1] > INT64_MAX:
+        raise ValueError(
+            f"{block.analyzer} n-grams up to {block.ngram_range[1]} over {radix - 1} units "
+            "do not fit 64-bit keys"
         )
+    return radix
 
 
-def _flat_units(g: _Graph, block: FeatureBlock, text: str, row_ids: str) -> tuple[str, str]:
-    """Tokens (word) or characters (char) of all texts as one list, and the row of each one."""
+def term_keys(block: FeatureBlock) -> np.ndarray:
+    """The 64-bit key of every vocabulary term, as the graph computes it for an n-gram of the text."""
+    codes = {unit: code for code, unit in enumerate(_alphabet(block), start=1)}
+    radix = _radix(block)
+    keys = np.empty(len(block.terms), dtype=np.int64)
+    for position, term in enumerate(block.terms):
+        key = 1
+        for unit in _units(block, term):
+            key = key * radix + codes[unit]
+        keys[position] = key
+    return keys
+
+
+def _unit_codes(g: _Graph, block: FeatureBlock, text: str) -> str:
+    """[texts x units] codes of the tokens (word) or characters (char) of each text: 1.. for the units
+    the vocabulary's terms are made of, 0 for padding and any other unit. An n-gram holding a 0 digit
+    has no vocabulary key, so padding can never form a term."""
     if block.analyzer == "word":
-        units, counts = g.op("StringSplit", [text], "tokens", outputs=2)
-        positions = g.op(
-            "Range", [g.const(0, "zero", np.int64), _dim(g, units, 1), g.const(1, "one", np.int64)]
-        )
-        keep = g.op(
-            "Less",
-            [
-                g.op("Unsqueeze", [positions, g.const([0], "ax", np.int64)]),
-                g.op("Unsqueeze", [counts, g.const([1], "ax", np.int64)]),
-            ],
-        )
+        units, _ = g.op("StringSplit", [text], "tokens", outputs=2)  # pads with "", never a token
     else:
         units = g.op(
             "Tokenizer",
@@ -161,123 +191,182 @@ def _flat_units(g: _Graph, block: FeatureBlock, text: str, row_ids: str) -> tupl
             tokenexp=".",
             mincharnum=1,
         )
-        keep = g.op("Not", [g.op("Equal", [units, g.const(np.array(CHAR_PAD, dtype=object), "pad")])])
-    rows = g.op(
-        "Expand", [g.op("Unsqueeze", [row_ids, g.const([1], "ax", np.int64)]), g.op("Shape", [units])]
-    )
-    flat = g.const([-1], "flat", np.int64)
-    keep = g.op("Reshape", [keep, flat])
-    units = g.op("Compress", [g.op("Reshape", [units, flat]), keep], axis=0)
-    rows = g.op("Compress", [g.op("Reshape", [rows, flat]), keep], axis=0)
-    return units, rows
-
-
-def _dim(g: _Graph, x: str, axis: int) -> str:
-    """Scalar int64 size of ``x`` along ``axis``."""
-    return g.op("Squeeze", [g.op("Shape", [x], start=axis, end=axis + 1), g.const([0], "ax", np.int64)])
-
-
-def _ngrams(g: _Graph, units: str, rows: str, ngram_range: tuple[int, int], separator: str):
-    """All n-grams of the flat units, orders min..max, each with its row and a same-row flag."""
-    low, high = ngram_range
-    with_separator = g.op("StringConcat", [units, g.const(np.array(separator, dtype=object), "sep")])
-    strings, row_parts, valid_parts = [], [], []
-    previous = units
-    for n in range(1, high + 1):
-        if n == 1:
-            grams, gram_rows = units, rows
-            same_row = None
-        else:
-            # gram_n[i] = unit[i] + separator + gram_{n-1}[i + 1]
-            grams = g.op(
-                "StringConcat", [g.slice(with_separator, 0, -(n - 1)), g.slice(previous, 1, INT64_MAX)]
-            )
-            gram_rows = g.slice(rows, 0, -(n - 1))
-            same_row = g.op("Equal", [gram_rows, g.slice(rows, n - 1, INT64_MAX)])
-        previous = grams
-        if n >= low:
-            strings.append(grams)
-            row_parts.append(gram_rows)
-            valid_parts.append(same_row or _all_true(g, grams))
-    if len(strings) == 1:
-        return strings[0], row_parts[0], valid_parts[0]
-    return (
-        g.op("Concat", strings, axis=0),
-        g.op("Concat", row_parts, axis=0),
-        g.op("Concat", valid_parts, axis=0),
-    )
-
-
-def _all_true(g: _Graph, grams: str) -> str:
-    return g.op("Expand", [g.const(True, "true", np.bool_), g.op("Shape", [grams])])
-
-
-def term_keys(terms: list[str]) -> tuple[tuple[int, int], np.ndarray]:
-    """64-bit keys of the vocabulary terms (two MurmurHash3 of the UTF-8 bytes), for the first seed
-    pair under which no two terms share a key."""
-    for seeds in HASH_SEEDS:
-        keys = np.fromiter(
-            (
-                murmurhash3_32(term, seed=seeds[0], positive=False) * HASH_SHIFT
-                + murmurhash3_32(term, seed=seeds[1], positive=True)
-                for term in terms
-            ),
-            dtype=np.int64,
-            count=len(terms),
-        )
-        if len(np.unique(keys)) == len(terms):
-            return seeds, keys
-    raise ValueError("every seed pair gives two vocabulary terms the same 64-bit key")
-
-
-def _hash_keys(g: _Graph, grams: str, seeds: tuple[int, int]) -> str:
-    """The same 64-bit key as ``term_keys``, computed in the graph for every n-gram."""
-    high = g.op("MurmurHash3", [grams], "hash_high", domain="com.microsoft", seed=seeds[0], positive=0)
-    low = g.op("MurmurHash3", [grams], "hash_low", domain="com.microsoft", seed=seeds[1], positive=1)
-    high = g.op("Mul", [g.op("Cast", [high], to=TensorProto.INT64), g.const(HASH_SHIFT, "shift", np.int64)])
-    return g.op("Add", [high, g.op("Cast", [low], to=TensorProto.INT64)])
-
-
-def _block_terms(g: _Graph, block: FeatureBlock, text: str, row_ids: str, n_rows: str, sublinear: bool):
-    """(row, where its n-gram string is, contribution) of every distinct matched n-gram of this block.
-
-    The strings themselves are only gathered (``_term_texts``) when an explanation is asked for."""
-    units, rows = _flat_units(g, block, text, row_ids)
-    separator = " " if block.analyzer == "word" else ""
-    grams, gram_rows, valid = _ngrams(g, units, rows, block.ngram_range, separator)
-    vocabulary_size = len(block.terms)
-    seeds, keys = term_keys(block.terms)
-    index = g.op(
+    alphabet = _alphabet(block)
+    return g.op(
         "LabelEncoder",
-        [_hash_keys(g, grams, seeds)],
-        "term_index",
+        [units],
+        "unit_code",
         domain="ai.onnx.ml",
-        keys_tensor=numpy_helper.from_array(keys, "keys"),
-        values_tensor=numpy_helper.from_array(np.arange(vocabulary_size, dtype=np.int64), "values"),
-        default_tensor=numpy_helper.from_array(np.array([-1], dtype=np.int64), "default"),
+        keys_strings=alphabet,
+        values_int64s=list(range(1, len(alphabet) + 1)),
+        default_int64=0,
     )
-    known = g.op("And", [valid, g.op("GreaterOrEqual", [index, g.const(0, "zero", np.int64)])])
-    positions = g.op("Reshape", [g.op("NonZero", [known]), g.const([-1], "flat", np.int64)])
-    size = g.const(vocabulary_size, "vocabulary_size", np.int64)
-    keys = g.op(
-        "Add",
-        [g.op("Mul", [g.op("Gather", [gram_rows, positions]), size]), g.op("Gather", [index, positions])],
-    )
-    unique, first, counts = _count_distinct(g, keys)
-    term_rows = g.op("Div", [unique, size])
-    features = g.op("Mod", [unique, size])
-    term_text = (grams, positions, first)
 
-    tf = g.op("Cast", [counts], to=TensorProto.DOUBLE)
-    if sublinear:
-        tf = g.op("Add", [g.op("Log", [tf]), g.const(1.0, "one", np.float64)])
-    value = g.op("Mul", [tf, g.op("Gather", [g.const(block.idf, "idf", np.float64), features])])
-    zeros = g.op("ConstantOfShape", [n_rows], value=numpy_helper.from_array(np.array([0.0]), "zero"))
-    squares = g.op("ScatterElements", [zeros, term_rows, g.op("Mul", [value, value])], reduction="add")
-    norms = g.op("Sqrt", [g.op("Gather", [squares, term_rows])])
-    weights = g.const(block.weights, "weight", np.float64)
-    contribution = g.op("Mul", [g.op("Div", [value, norms]), g.op("Gather", [weights, features])])
-    return term_rows, term_text, contribution
+
+def _ngram_keys(g: _Graph, block: FeatureBlock, codes: str) -> list[tuple[int, str]]:
+    """(n, [texts x n-grams] keys) for every order n in low..high
+    (``key_n[:, i] = key_(n-1)[:, i] * radix + code[:, i + n - 1]``: n-grams never leave their row)."""
+    low, high = block.ngram_range
+    radix = g.const(_radix(block), "radix", np.int64)
+    key = g.op("Add", [codes, radix])  # order 1: the leading 1 digit, then the code
+    keys = []
+    for n in range(1, high + 1):
+        if n > 1:
+            shorter = g.slice(key, 0, -1, axis=1)
+            key = g.op("Add", [g.op("Mul", [shorter, radix]), g.slice(codes, n - 1, INT64_MAX, axis=1)])
+        if n >= low:
+            keys.append((n, key))
+    return keys
+
+
+def _concat(g: _Graph, names: list[str], axis: int = 0) -> str:
+    return names[0] if len(names) == 1 else g.op("Concat", names, axis=axis)
+
+
+class _BlockTerms:
+    """The n-gram occurrences of one feature block ([texts x n-grams] per order, padded), and how to
+    score and explain them.
+
+    Orders with at most ``DENSE_KEYS`` possible keys (character 2- and 3-grams, word unigrams) are
+    looked up by position in dense tables; the others through a hash table (``LabelEncoder``). Both
+    give the index of the term, or an extra, all-zero row for unknown n-grams and padding, so sums over
+    occurrences need no filtering."""
+
+    def __init__(self, g: _Graph, block: FeatureBlock, text: str, row_ids: str) -> None:
+        self.block = block
+        self.size = len(block.terms)
+        self.row_ids = row_ids
+        self.radix = _radix(block)
+        self.keys = _ngram_keys(g, block, _unit_codes(g, block, text))
+        self.term_keys = term_keys(block)
+        orders = np.array([len(_units(block, term)) for term in block.terms])
+        self.dense = [(n, key) for n, key in self.keys if self.radix**n <= DENSE_KEYS]
+        self.sparse = [(n, key) for n, key in self.keys if self.radix**n > DENSE_KEYS]
+        self.offsets = {
+            n: g.op("Sub", [key, g.const(self.radix**n, "power", np.int64)]) for n, key in self.dense
+        }
+        self.terms_of_order = {n: np.flatnonzero(orders == n) for n, _ in self.dense}
+        self.sparse_index = None
+        if self.sparse:
+            hashed = np.flatnonzero(orders > self.dense[-1][0]) if self.dense else np.arange(self.size)
+            self.sparse_index = g.op(
+                "LabelEncoder",
+                [_concat(g, [key for _, key in self.sparse], axis=1)],
+                "term_index",
+                domain="ai.onnx.ml",
+                keys_tensor=numpy_helper.from_array(self.term_keys[hashed], "keys"),
+                values_tensor=numpy_helper.from_array(hashed.astype(np.int64), "values"),
+                default_tensor=numpy_helper.from_array(np.array([self.size], dtype=np.int64), "default"),
+            )
+        self.norms: str | None = None  # per row, and the [terms + 1, 2] table: set by ``occurrence_sums``
+        self.values: str | None = None
+
+    def _dense_table(self, n: int, values: np.ndarray, fill) -> np.ndarray:
+        """``values`` of the order-n terms at the positions their keys spell, ``fill`` elsewhere."""
+        table = np.full((self.radix**n, *values.shape[1:]), fill, dtype=values.dtype)
+        terms = self.terms_of_order[n]
+        table[self.term_keys[terms] - self.radix**n] = values[terms]
+        return table
+
+    def index(self, g: _Graph) -> str:
+        """[texts x n-grams] term index of every n-gram (all orders, ascending; ``size`` if unknown)."""
+        vocabulary = np.arange(self.size, dtype=np.int64)
+        parts = [
+            g.op(
+                "Gather",
+                [g.const(self._dense_table(n, vocabulary, self.size), "dense_index"), self.offsets[n]],
+            )
+            for n, _ in self.dense
+        ]
+        return _concat(g, [*parts, *([self.sparse_index] if self.sparse else [])], axis=1)
+
+    def occurrence_sums(self, g: _Graph) -> str:
+        """Per row, this block's logit under the "occurrence_l2" norm:
+        sum(w x idf) / sqrt(sum(idf**2)), both sums over the row's n-gram occurrences."""
+        self.weighted_idf = np.column_stack([self.block.weights * self.block.idf, self.block.idf**2]).astype(
+            np.float32
+        )
+        gathered = [
+            g.op(
+                "Gather",
+                [g.const(self._dense_table(n, self.weighted_idf, 0.0), "dense_values"), self.offsets[n]],
+            )
+            for n, _ in self.dense
+        ]
+        self.values = g.const(np.vstack([self.weighted_idf, np.zeros((1, 2), np.float32)]), "values")
+        if self.sparse:
+            gathered.append(g.op("Gather", [self.values, self.sparse_index]))
+        axis = g.const([1], "ax", np.int64)
+        # float32 tables (half the cache footprint), float64 sums (long texts keep 1e-7 precision)
+        double = [g.op("Cast", [values], to=TensorProto.DOUBLE) for values in gathered]
+        sums = [g.op("ReduceSum", [values, axis], keepdims=0) for values in double]
+        sums = sums[0] if len(sums) == 1 else g.op("Sum", sums)
+        sums = g.op("Split", [sums], "sums", outputs=2, axis=1, num_outputs=2)
+        flat = g.const([-1], "flat", np.int64)
+        squares = g.op("Max", [g.op("Reshape", [sums[1], flat]), g.const(1e-300, "tiny", np.float64)])
+        self.norms = g.op("Sqrt", [squares])
+        return g.op("Div", [g.op("Reshape", [sums[0], flat]), self.norms])
+
+    def distinct(self, g: _Graph, sublinear: bool, n_rows: str) -> tuple[str, str, str]:
+        """(row, key position, contribution) of every distinct matched n-gram of each row; positions
+        index the flattened keys.
+
+        The "l2" norm needs the count of each distinct (row, term): its logits come from here. Under
+        "occurrence_l2" only explanations do, with the norms ``occurrence_sums`` computed."""
+        flat = g.const([-1], "flat", np.int64)
+        size = g.const(self.size, "vocabulary_size", np.int64)
+        index2d = self.index(g)
+        index = g.op("Reshape", [index2d, flat])
+        rows = g.op(
+            "Expand",
+            [g.op("Unsqueeze", [self.row_ids, g.const([1], "ax", np.int64)]), g.op("Shape", [index2d])],
+        )
+        positions = g.op("Reshape", [g.op("NonZero", [g.op("Less", [index, size])]), flat])
+        rows = g.op("Gather", [g.op("Reshape", [rows, flat]), positions])
+        unique, first, counts = _count_distinct(
+            g, g.op("Add", [g.op("Mul", [rows, size]), g.op("Gather", [index, positions])])
+        )
+        term_rows = g.op("Div", [unique, size])
+        features = g.op("Mod", [unique, size])
+        tf = g.op("Cast", [counts], to=TensorProto.DOUBLE)
+        if self.norms is not None:  # occurrence_l2: tf x (w x idf) / norm
+            pairs = g.op("Gather", [self.values, features])  # [terms, (w x idf, idf**2)]
+            weighted = g.op("Gather", [pairs, g.const(0, "first", np.int64)], axis=1)
+            weighted = g.op("Cast", [weighted], to=TensorProto.DOUBLE)
+            contribution = g.op("Div", [g.op("Mul", [tf, weighted]), g.op("Gather", [self.norms, term_rows])])
+            return term_rows, g.op("Gather", [positions, first]), contribution
+        if sublinear:
+            tf = g.op("Add", [g.op("Log", [tf]), g.const(1.0, "one", np.float64)])
+        value = g.op("Mul", [tf, g.op("Gather", [g.const(self.block.idf, "idf", np.float64), features])])
+        zeros = g.op("ConstantOfShape", [n_rows], value=numpy_helper.from_array(np.array([0.0]), "zero"))
+        squares = g.op("ScatterElements", [zeros, term_rows, g.op("Mul", [value, value])], reduction="add")
+        norms = g.op("Gather", [g.op("Sqrt", [squares]), term_rows])
+        weights = g.op("Gather", [g.const(self.block.weights, "weight", np.float64), features])
+        contribution = g.op("Mul", [g.op("Div", [value, norms]), weights])
+        return term_rows, g.op("Gather", [positions, first]), contribution
+
+    def term_text(self, g: _Graph, key_positions: str) -> str:
+        """The n-gram string at each key position, spelled out from the key's digits (right to left)."""
+        radix = _radix(self.block)
+        keys = _concat(g, [key for _, key in self.keys], axis=1)
+        keys = g.op("Gather", [g.op("Reshape", [keys, g.const([-1], "flat", np.int64)]), key_positions])
+        order = None  # n: a key of order n lies in [radix**n, 2 * radix**n)
+        for n in range(1, self.block.ngram_range[1] + 1):
+            reached = g.op("GreaterOrEqual", [keys, g.const(radix**n, "power", np.int64)])
+            reached = g.op("Cast", [reached], to=TensorProto.INT64)
+            order = reached if order is None else g.op("Add", [order, reached])
+        alphabet = g.const(np.array(["", *_alphabet(self.block)], dtype=object), "alphabet")
+        separator = g.const(np.array(" " if self.block.analyzer == "word" else "", dtype=object), "sep")
+        text = None
+        for r in range(self.block.ngram_range[1]):
+            digit = g.op("Div", [keys, g.const(radix**r, "power", np.int64)])
+            unit = g.op("Gather", [alphabet, g.op("Mod", [digit, g.const(radix, "radix", np.int64)])])
+            if text is None:
+                text = unit
+            else:
+                longer = g.op("StringConcat", [g.op("StringConcat", [unit, separator]), text])
+                text = g.op("Where", [g.op("Less", [g.const(r, "r", np.int64), order]), longer, text])
+        return text
 
 
 def _count_distinct(g: _Graph, keys: str) -> tuple[str, str, str]:
@@ -300,22 +389,14 @@ def _count_distinct(g: _Graph, keys: str) -> tuple[str, str, str]:
     return g.op("Gather", [ordered, starts]), g.op("Gather", [order, starts]), g.op("Sub", [ends, starts])
 
 
-def _term_texts(g: _Graph, sources: list[tuple[str, str, str]]) -> str:
-    """The n-gram string of every distinct matched term: one occurrence of each, per block."""
-    texts = [
-        g.op("Gather", [grams, g.op("Gather", [positions, first])], "term_text")
-        for grams, positions, first in sources
-    ]
-    return texts[0] if len(texts) == 1 else g.op("Concat", texts, axis=0)
+def _explanation_branches(g: _Graph, parts: list[tuple[str, str, str]], blocks: list[_BlockTerms]):
+    """``If`` branches: the explanation outputs (then) or empty tensors of the same types (else).
 
-
-def _explanation_branches(rows: str, sources: list[tuple[str, str, str]], contributions: str):
-    """``If`` branches: the explanation outputs (then) or empty tensors of the same types (else)."""
-    then = _Graph("explain_")
+    ``g`` builds the then-branch; ``parts`` were built in it ("occurrence_l2") or in the main graph ("l2")."""
     outputs = [
-        then.op("Identity", [rows], "term_row"),
-        _term_texts(then, sources),
-        then.op("Cast", [contributions], "term_weight", to=TensorProto.FLOAT),
+        g.op("Identity", [_concat(g, [p[0] for p in parts])], "term_row"),
+        _concat(g, [b.term_text(g, p[1]) for b, p in zip(blocks, parts, strict=True)]),
+        g.op("Cast", [_concat(g, [p[2] for p in parts])], "term_weight", to=TensorProto.FLOAT),
     ]
     types = (TensorProto.INT64, TensorProto.STRING, TensorProto.FLOAT)
     otherwise = _Graph("no_explain_")
@@ -335,7 +416,7 @@ def _explanation_branches(rows: str, sources: list[tuple[str, str, str]], contri
             builder.initializers,
         )
 
-    return branch(then, outputs, "explanation"), branch(otherwise, empty, "no_explanation")
+    return branch(g, outputs, "explanation"), branch(otherwise, empty, "no_explanation")
 
 
 def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
@@ -343,24 +424,27 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
 
     ``explain`` (bool scalar, default false) is a graph input with an initializer: callers that feed only
     ``text`` get the probabilities, and the explanation outputs empty; feeding ``explain`` true fills them.
-    Only then does the graph gather the term strings and cast the contributions (an ``If`` node)."""
+    Only then does the graph spell out the term strings (an ``If`` node), and, under the "occurrence_l2"
+    norm, group the n-grams of each text at all."""
     g = _Graph()
     n_rows = g.op("Shape", [INPUT], "n_rows")
     row_ids = g.op("Range", [g.const(0, "zero", np.int64), _dim(g, INPUT, 0), g.const(1, "one", np.int64)])
-    parts = [
-        _block_terms(g, b, INPUT, row_ids, n_rows, bool(model.sublinear_tf)) for b in model.feature_blocks()
-    ]
-    rows, contributions = (
-        parts[0][i] if len(parts) == 1 else g.op("Concat", [p[i] for p in parts], axis=0) for i in (0, 2)
-    )
-    logits = g.op(
-        "ScatterElements",
-        [g.op("Expand", [g.const([model.intercept_], "intercept", np.float64), n_rows]), rows, contributions],
-        reduction="add",
-    )
+    blocks = [_BlockTerms(g, block, INPUT, row_ids) for block in model.feature_blocks()]
+    sublinear = bool(model.sublinear_tf)
+    intercept = g.op("Expand", [g.const([model.intercept_], "intercept", np.float64), n_rows])
+    explanation = _Graph("explain_")
+    if model.norm == "occurrence_l2":
+        logits = intercept
+        for block in blocks:
+            logits = g.op("Add", [logits, block.occurrence_sums(g)])
+        parts = [block.distinct(explanation, sublinear, n_rows) for block in blocks]
+    else:  # the logits need the distinct n-grams of each text: the explanation branch reuses them
+        parts = [block.distinct(g, sublinear, n_rows) for block in blocks]
+        rows, contributions = (_concat(g, [p[i] for p in parts]) for i in (0, 2))
+        logits = g.op("ScatterElements", [intercept, rows, contributions], reduction="add")
     probability = g.op("Sigmoid", [g.op("Neg", [logits])])
     g.nodes.append(helper.make_node("Cast", [probability], ["negative_probability"], to=TensorProto.FLOAT))
-    then_branch, else_branch = _explanation_branches(rows, [p[1] for p in parts], contributions)
+    then_branch, else_branch = _explanation_branches(explanation, parts, blocks)
     g.nodes.append(
         helper.make_node(
             "If",
@@ -444,15 +528,8 @@ def open_session(onnx_path_or_bytes) -> ort.InferenceSession:
 
 
 def score(session: ort.InferenceSession, normalized_texts: list[str]) -> np.ndarray:
-    """Negative probabilities from the graph, in batches grouped by length (padding stays small)."""
-    order = sorted(range(len(normalized_texts)), key=lambda i: len(normalized_texts[i]))
-    result = np.empty(len(normalized_texts), dtype=np.float64)
-    for start in range(0, len(order), PARITY_BATCH):
-        chunk = order[start : start + PARITY_BATCH]
-        batch = np.array([normalized_texts[i] for i in chunk], dtype=object)
-        (probabilities,) = session.run(["negative_probability"], {INPUT: batch})
-        result[chunk] = probabilities
-    return result
+    """Negative probabilities from the graph, scored the way serving scores them."""
+    return negative_probabilities(session, normalized_texts).astype(np.float64)
 
 
 def check_parity(model: TweetSentimentModel, onnx_path_or_bytes, texts, tolerance: float = 1e-5) -> dict:

@@ -30,6 +30,7 @@ FEATURE_SETTINGS = {
     "w13-200k_c25-300k_sub": BASE,
     "w13-200k_c25-300k_rawtf": BASE | {"sublinear_tf": False},
     "w13-200k_c25-300k_sub_nb": BASE | {"nb_weighting": True},
+    "w13-200k_c25-300k_occ_nb": BASE | {"sublinear_tf": False, "norm": "occurrence_l2", "nb_weighting": True},
     "w13-300k_c25-300k_sub": BASE | {"word_max_features": 300_000},
     "w13-300k_c25-300k_sub_nb": BASE | {"word_max_features": 300_000, "nb_weighting": True},
     "w13-200k_c36-300k_sub": BASE | {"char_ngram_range": (3, 6)},

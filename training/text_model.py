@@ -3,8 +3,14 @@ logistic regression.
 
 Input texts are already normalized (``serving.normalizer.normalize``): lowercase tokens joined by
 single spaces. Tokens are therefore ``text.split(" ")`` and nothing else, which is what lets the ONNX
-graph in ``training/onnx_export.py`` reproduce the features exactly. Each feature block is L2-normalised
-on its own, as a separate ``TfidfVectorizer`` would do it.
+graph in ``training/onnx_export.py`` reproduce the features exactly. Each feature block is normalised
+on its own, as a separate ``TfidfVectorizer`` would do it, by one of two norms (``norm``):
+
+- ``"l2"``: the usual TF-IDF L2 norm (optionally on ``1 + log tf``);
+- ``"occurrence_l2"``: raw tf x idf divided by ``sqrt(sum over the text's n-gram occurrences of idf**2)``,
+  the L2 norm of the ``sqrt(tf) x idf`` vector. It equals ``"l2"`` whenever no n-gram repeats within a
+  text (most n-grams of a tweet), and both the norm and the logit are then plain sums over occurrences,
+  so the ONNX graph scores a text without grouping its n-grams (no sort): the fast serving path.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from sklearn.utils.validation import check_is_fitted
 # Tokens are the normalizer's space-separated words; the pattern never matches an empty string.
 WORD_TOKEN_PATTERN = r"[^ ]+"
 NB_ALPHA = 1.0
+NORMS = ("l2", "occurrence_l2")
 RANDOM_STATE = 13
 
 
 @dataclass(frozen=True)
 class FeatureBlock:
-    """One L2-normalised block of features, described the way the ONNX exporter needs it."""
+    """One normalised block of features, described the way the ONNX exporter needs it."""
 
     analyzer: str  # "word" (n-grams of space-separated tokens) or "char" (n-grams of characters)
     ngram_range: tuple[int, int]
@@ -47,8 +54,9 @@ def _as_texts(texts: Iterable[str]) -> list[str]:
 
 class TweetSentimentModel(ClassifierMixin, BaseEstimator):
     """Input: NORMALIZED texts. Tokens = text.split(" ") (the normalizer's contract), word n-grams
-    (and optional char n-grams over the whole normalized string), TF-IDF (each block L2-normalised),
-    optional NB log-count-ratio feature weighting, logistic regression. Label 1 = positive."""
+    (and optional char n-grams over the whole normalized string), TF-IDF (each block normalised by
+    ``norm``, see the module docstring), optional NB log-count-ratio feature weighting, logistic
+    regression. Label 1 = positive."""
 
     def __init__(
         self,
@@ -59,6 +67,7 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         char_max_features=None,
         char_min_df=2,
         sublinear_tf=False,
+        norm="l2",
         nb_weighting=False,
         C=1.0,
         class_weight=None,
@@ -72,6 +81,7 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         self.char_max_features = char_max_features
         self.char_min_df = char_min_df
         self.sublinear_tf = sublinear_tf
+        self.norm = norm
         self.nb_weighting = nb_weighting
         self.C = C
         self.class_weight = class_weight
@@ -96,6 +106,7 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
                 max_features=self.word_max_features,
                 min_df=self.word_min_df,
                 sublinear_tf=self.sublinear_tf,
+                norm=self._vectorizer_norm(),
                 dtype=np.float64,
             )
         ]
@@ -108,10 +119,28 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
                     max_features=self.char_max_features,
                     min_df=self.char_min_df,
                     sublinear_tf=self.sublinear_tf,
+                    norm=self._vectorizer_norm(),
                     dtype=np.float64,
                 )
             )
         return vectorizers
+
+    def _vectorizer_norm(self) -> str | None:
+        """The vectorizers apply "l2" themselves; "occurrence_l2" is applied on their raw tf x idf."""
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.norm == "occurrence_l2" and self.sublinear_tf:
+            raise ValueError("norm 'occurrence_l2' sums over occurrences: it needs sublinear_tf=False")
+        return "l2" if self.norm == "l2" else None
+
+    def _block_features(self, vectorizer: TfidfVectorizer, texts: list[str], fit: bool) -> sp.csr_matrix:
+        x = vectorizer.fit_transform(texts) if fit else vectorizer.transform(texts)
+        if self.norm == "l2":
+            return x
+        # x = tf x idf, so x * idf summed over a row is the sum of idf**2 over the row's occurrences.
+        squares = np.asarray(x.multiply(vectorizer.idf_[np.newaxis, :]).sum(axis=1)).ravel()
+        scale = np.divide(1.0, np.sqrt(squares), out=np.zeros_like(squares), where=squares > 0)
+        return sp.csr_matrix(x.multiply(scale[:, np.newaxis]))
 
     def fit(self, texts, labels):
         """Fit the vectorizers, the NB ratios (when asked) and the logistic regression."""
@@ -124,7 +153,7 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         if not set(np.unique(y)) <= {0, 1} or len(np.unique(y)) != 2:
             raise ValueError("labels must be 0 (negative) and 1 (positive), both present")
         self.vectorizers_ = self._vectorizers()
-        x = sp.hstack([v.fit_transform(texts) for v in self.vectorizers_], format="csr")
+        x = sp.hstack([self._block_features(v, texts, fit=True) for v in self.vectorizers_], format="csr")
         self.nb_ratio_ = self._nb_ratio(x, y) if self.nb_weighting else np.ones(x.shape[1])
         self.classifier_ = LogisticRegression(
             solver="liblinear",
@@ -139,7 +168,7 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
 
     @property
     def feature_weights_(self) -> np.ndarray:
-        """Per-feature weight on the L2-normalised TF-IDF: coefficient x NB ratio (derived from the
+        """Per-feature weight on the normalised TF-IDF: coefficient x NB ratio (derived from the
         fitted classifier, so it can never go stale)."""
         check_is_fitted(self, "classifier_")
         return self.classifier_.coef_[0] * self.nb_ratio_
@@ -163,10 +192,10 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
     # -- scoring -------------------------------------------------------------------------------
 
     def transform(self, texts) -> sp.csr_matrix:
-        """TF-IDF features (each block L2-normalised), before NB weighting."""
+        """TF-IDF features (each block normalised by ``norm``), before NB weighting."""
         check_is_fitted(self, "classifier_")
         texts = _as_texts(texts)
-        return sp.hstack([v.transform(texts) for v in self.vectorizers_], format="csr")
+        return sp.hstack([self._block_features(v, texts, fit=False) for v in self.vectorizers_], format="csr")
 
     def decision_function(self, texts) -> np.ndarray:
         """Positive-class logit."""
