@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving import normalizer
 from serving.normalizer import NORMALIZER_VERSION, normalize
 
 OUTPUT_SHAPE = re.compile(r"^(?:[a-z0-9_!?]+(?: [a-z0-9_!?]+)*)?$")
@@ -18,6 +21,79 @@ tweetish = st.lists(
     ),
     max_size=40,
 ).map("".join)
+
+
+# Pieces that reach every shortcut in ``normalize``: URL cuts, hashtag words followed by what a space
+# changes, emoticon triggers, apostrophes, runs of non-ASCII characters short and long.
+shortcut_pieces = st.lists(
+    st.one_of(
+        st.text(max_size=6),
+        st.sampled_from(
+            [
+                *":;=8^<>()[]{}|/\\@#&!?'`´’‘ \t\n-_.oDPpT3*",
+                *["http://", "HTTPS://", "www.", "WwW.", "t.co/", "a.com/", ".CO/x", "x/y"],
+                *["#tag", "@user", ":)", ":-(", "T_T", ";_;", "^_^", "</3", "&amp;", "&lt;3", "Sooo"],
+                *["é", "É", "e\u0301", "😂", "👍🏽", "\u200d", "ï¿½", "â€™", "你好" * 10, "Ωmega", "ſ", "K"],
+            ]
+        ),
+    ),
+    max_size=30,
+).map("".join)
+
+
+def _plain_normalize(text: str) -> str:
+    """The passes one after the other, with no shortcut: what ``normalize`` must always return."""
+    text = html.unescape(text)
+    text = normalizer._REPLACEMENT.sub(" ", text)
+    if normalizer._MOJIBAKE_HINT.search(text):
+        for codec in ("cp1252", "latin-1"):
+            try:
+                text = text.encode(codec).decode("utf-8")
+                break
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                continue
+    text = normalizer._URL.sub(" url ", text)
+    text = normalizer._MENTION.sub(" user ", text)
+    text = normalizer._HASHTAG.sub(r" \1 ", text)
+    text = normalizer._POSITIVE_EMOTICON.sub(" emopos ", text)
+    text = normalizer._NEGATIVE_EMOTICON.sub(" emoneg ", text)
+    text = re.sub("['\u2019\u2018`\u00b4]", "", text)
+    out = []
+    for char in text:
+        if char.isascii():
+            out.append(char)
+        elif unicodedata.category(char) == "So":
+            out.append(normalizer._symbol_name(char))
+        elif unicodedata.category(char) in ("Sk", "Mn", "Me", "Cf"):
+            continue
+        else:
+            folded = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode("ascii")
+            out.append(folded if folded.isalnum() else " ")
+    text = "".join(out).lower()
+    text = re.sub(r"!+", " ! ", text)
+    text = re.sub(r"\?+", " ? ", text)
+    text = re.sub(r"[^a-z0-9_!? ]+", " ", text)
+    text = normalizer._LONG_REPEAT.sub(r"\1\1", text)
+    return re.sub(r" {2,}", " ", text).strip()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(shortcut_pieces)
+def test_shortcuts_give_the_plain_passes_output(text):
+    assert normalize(text) == _plain_normalize(text)
+
+
+def test_shortcuts_on_their_edge_cases():
+    cases = [
+        "see WWW.Example.com and x/y",  # "www." in capitals: the whole text is searched
+        "a b.com/x c\tdd.co/y e",  # cuts at spaces, a tab inside the searched stretch
+        "#great:) #dont'go #cafe\u0301s",  # the space after a hashtag word changes what follows
+        "Ωmega " + "你好" * 20 + " ok",  # a long run of another script, folded without the run cache
+        "It’s ´fine´ `ok` I'm",
+        "NOOOO!!! ?? !?",
+    ]
+    for text in cases:
+        assert normalize(text) == _plain_normalize(text), text
 
 
 @settings(max_examples=400, deadline=None)
