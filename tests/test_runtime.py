@@ -256,7 +256,7 @@ def test_a_model_without_the_explain_input_still_explains(model, tmp_path):
     kept = [i for i in graph.graph.input if i.name != "explain"]
     del graph.graph.input[:]
     graph.graph.input.extend(kept)
-    kept = [i for i in graph.graph.initializer if i.name != "explain"]
+    kept = [i for i in graph.graph.initializer if i.name != "explain"] + list(then_branch.initializer)
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(kept)
     path = tmp_path / "always_explains.onnx"
