@@ -2,13 +2,16 @@
 beside the earlier prototype's way (a scikit-learn pipeline loaded from joblib) measured in the same run.
 
     python -m benchmarks.bench_serving [--data-dir DIR] [--model model/sentiment.onnx] [--out FILE]
+                                       [--http-only] [--workers N]
 
 Measured: in-process single-text latency (through the registered ``predict`` function object and through
 the model runtime alone) and a batch of 1,000 texts; cold start in fresh processes (import + model load +
 first prediction; median of several runs) with the import-time breakdown from ``python -X importtime``;
-HTTP latency at 1 and 16 concurrent clients against ``python -m serving.local_host`` with ``wrk``, with
-the answers counted by status class; and the serving process's memory. Samples of the two ways are
-interleaved in rounds so that noise from other work on the machine hits both alike.
+HTTP latency at 1 and 16 concurrent clients, and at 16 clients pausing 40 ms between requests, against
+``python -m serving.local_host`` (its uvicorn worker processes; the "server" field says which) with
+``wrk``, with the answers counted by status class; and the memory of the host's processes. Samples of
+the two ways are interleaved in rounds so that noise from other work on the machine hits both alike.
+``--http-only`` runs the HTTP part alone.
 """
 
 from __future__ import annotations
@@ -254,11 +257,15 @@ def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dic
 
 # --------------------------------------------------------------------------------------------------- HTTP
 class LocalHost:
-    """``python -m serving.local_host --port 0`` in a subprocess; the chosen port is read from its output."""
+    """``python -m serving.local_host --port 0 [--workers N]`` in a subprocess; the chosen port and the
+    server it runs are read from its output."""
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path, workers: int | None = None):
+        self.command = ["python", "-m", "serving.local_host", "--port", "0"]
+        if workers is not None:
+            self.command += ["--workers", str(workers)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serving.local_host", "--port", "0"],
+            [sys.executable, *self.command[1:]],
             cwd=REPO_ROOT,
             env=child_env(MODEL_PATH=str(model_path), PYTHONUNBUFFERED="1"),
             stdin=subprocess.DEVNULL,
@@ -267,16 +274,21 @@ class LocalHost:
             text=True,
         )
         self.base = ""
+        self.server = ""
         self.log: list[str] = []
         ready = threading.Event()
 
         def drain() -> None:
             for line in self.process.stderr:
-                self.log.append(line)
+                if len(self.log) < 1000:
+                    self.log.append(line)
                 found = re.search(r"(http://127\.0\.0\.1:\d+)/api/", line)
                 if found and not self.base:
                     self.base = found[1]
-                    ready.set()
+                served = re.match(r"Serving with (.*)\.$", line.strip())
+                if served:
+                    self.server = served[1]
+                    ready.set()  # printed after the routes, once every worker is ready
             ready.set()
 
         threading.Thread(target=drain, daemon=True).start()
@@ -284,12 +296,46 @@ class LocalHost:
             self.stop()
             raise SystemExit("the local host did not start:\n" + "".join(self.log))
 
+    def processes(self) -> list[int]:
+        """The host's process and its descendants (the worker processes)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(parent, []).append(int(entry.name))
+        tree, pending = [], [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            tree.append(pid)
+            pending.extend(children.get(pid, []))
+        return tree
+
     def memory_mb(self) -> dict:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
+        """RSS and peak RSS summed over every process of the host (so shared pages count once per
+        process: an upper bound), and per process."""
+        per_process = []
+        for pid in self.processes():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
+            per_process.append(
+                {
+                    "pid": pid,
+                    "rss_mb": round(int(fields.get("VmRSS", 0)) / 1024, 1),
+                    "peak_rss_mb": round(int(fields.get("VmHWM", 0)) / 1024, 1),
+                }
+            )
         return {
-            "rss_mb": round(int(fields["VmRSS"]) / 1024, 1),
-            "peak_rss_mb": round(int(fields["VmHWM"]) / 1024, 1),
+            "processes": len(per_process),
+            "rss_mb": round(sum(p["rss_mb"] for p in per_process), 1),
+            "peak_rss_mb": round(sum(p["peak_rss_mb"] for p in per_process), 1),
+            "largest_process_peak_rss_mb": max((p["peak_rss_mb"] for p in per_process), default=0.0),
+            "per_process": per_process,
         }
 
     def stop(self) -> None:
@@ -340,12 +386,19 @@ def load_test(base: str, bodies: Path, clients: int, requests: int, pause_ms: in
     }
 
 
-def http(texts: list[str], model_path: Path, workdir: Path, requests_16: int, requests_1: int) -> dict:
+def http(
+    texts: list[str],
+    model_path: Path,
+    workdir: Path,
+    requests_16: int,
+    requests_1: int,
+    workers: int | None = None,
+) -> dict:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     bodies = workdir / "bodies.jsonl"
     bodies.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    host = LocalHost(model_path)
+    host = LocalHost(model_path, workers)
     try:
         memory_idle = host.memory_mb()
         run_wrk(host.base, bodies, 4, 2)  # warm-up
@@ -359,7 +412,7 @@ def http(texts: list[str], model_path: Path, workdir: Path, requests_16: int, re
         host.stop()
     return {
         "tool": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
-        "server": "python -m serving.local_host (standard-library threading HTTP server)",
+        "server": f"{' '.join(host.command)}: {host.server}",
         "body": '{"text": "<tweet>"} cycling over the scoring texts',
         "clients_1": one,
         "clients_16": sixteen,
@@ -378,13 +431,15 @@ def texts_for_scoring(data_dir: Path) -> list[str]:
 
 
 def verdicts(report: dict) -> dict:
-    cold = report["cold_start"]
-    figures = {
-        "cold_start_s": cold["serving"]["total_s"],
-        "cold_start_ratio_to_prototype": cold["ratio_serving_to_prototype"],
-        "in_process_single_p99_ms": report["in_process"]["single_text"]["function"]["p99_ms"],
-        "in_process_single_p99_cpu_ms": report["in_process"]["single_text"]["function"]["cpu_p99_ms"],
-    }
+    figures = {}
+    if "cold_start" in report:
+        cold = report["cold_start"]
+        figures["cold_start_s"] = cold["serving"]["total_s"]
+        figures["cold_start_ratio_to_prototype"] = cold["ratio_serving_to_prototype"]
+    if "in_process" in report:
+        function = report["in_process"]["single_text"]["function"]
+        figures["in_process_single_p99_ms"] = function["p99_ms"]
+        figures["in_process_single_p99_cpu_ms"] = function["cpu_p99_ms"]
     if "clients_16" in report["http"]:
         figures["http_p99_ms_16_clients"] = report["http"]["clients_16"]["p99_ms"]
         figures["serving_rss_mb"] = report["http"]["serving_memory_after_load"]["peak_rss_mb"]
@@ -406,6 +461,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of single-text calls")
     parser.add_argument("--per-round", type=int, default=1000, help="single-text calls per way and round")
     parser.add_argument("--http-requests", type=int, default=10_000, help="requests at 16 clients")
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="only the HTTP measurements (no prototype, cold start, in-process)",
+    )
+    parser.add_argument("--workers", type=int, help="worker processes of the local host (default: its own)")
     parser.add_argument("--quick", action="store_true", help="small sample sizes, to try the script out")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -417,9 +478,6 @@ def main(argv: list[str] | None = None) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
 
     import onnxruntime
-    import sklearn
-
-    from benchmarks.prototype import train_and_save
 
     report: dict = {
         "machine": {
@@ -427,7 +485,6 @@ def main(argv: list[str] | None = None) -> dict:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__,
-            "scikit_learn": sklearn.__version__,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "model": {"path": str(model_path), "mb": round(model_path.stat().st_size / 2**20, 2)},
@@ -436,28 +493,39 @@ def main(argv: list[str] | None = None) -> dict:
     }
     texts = texts_for_scoring(args.data_dir)
     batch = texts[:1000]
+    report["scoring_texts"] = {
+        "count": len(texts),
+        "batch": len(batch),
+        "source": "SemEval-2017 test + Sentiment140 manual test",
+    }
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder:
         workdir = Path(folder)
-        joblib_path = workdir / "prototype.joblib"
-        started = time.perf_counter()
-        report["prototype"] = train_and_save(args.data_dir, joblib_path)
-        report["prototype"]["training_s"] = round(time.perf_counter() - started, 1)
-        report["prototype"]["pipeline"] = (
-            "TfidfVectorizer(word 1-2 grams, 50k) + LogisticRegression, raw text"
-        )
-        report["scoring_texts"] = {
-            "count": len(texts),
-            "batch": len(batch),
-            "source": "SemEval-2017 test + Sentiment140 manual test",
-        }
+        if not args.http_only:
+            import joblib
+            import sklearn
 
-        import joblib
+            from benchmarks.prototype import train_and_save
 
-        pipeline = joblib.load(joblib_path)
-        report["cold_start"] = cold_start(texts[0], model_path, joblib_path, args.cold_runs)
-        report["in_process"] = in_process(texts, batch, pipeline, args.rounds, args.per_round, batch_runs=7)
+            report["machine"]["scikit_learn"] = sklearn.__version__
+            joblib_path = workdir / "prototype.joblib"
+            started = time.perf_counter()
+            report["prototype"] = train_and_save(args.data_dir, joblib_path)
+            report["prototype"]["training_s"] = round(time.perf_counter() - started, 1)
+            report["prototype"]["pipeline"] = (
+                "TfidfVectorizer(word 1-2 grams, 50k) + LogisticRegression, raw text"
+            )
+            pipeline = joblib.load(joblib_path)
+            report["cold_start"] = cold_start(texts[0], model_path, joblib_path, args.cold_runs)
+            report["in_process"] = in_process(
+                texts, batch, pipeline, args.rounds, args.per_round, batch_runs=7
+            )
         report["http"] = http(
-            texts, model_path, workdir, args.http_requests, max(1000, args.http_requests // 5)
+            texts,
+            model_path,
+            workdir,
+            args.http_requests,
+            max(1000, args.http_requests // 5),
+            workers=args.workers,
         )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["targets"] = verdicts(report)

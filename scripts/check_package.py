@@ -36,6 +36,9 @@ FORBIDDEN_MODULES = (
     "pandas",
     "mlflow",
     "serving.local_host",
+    "uvicorn",
+    "uvloop",
+    "httptools",
     "training",
     "tests",
 )

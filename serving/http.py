@@ -25,6 +25,8 @@ JSON_MEDIA_TYPE = "application/json"
 _PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8"})
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Built once: json.dumps/json.loads with options build a new encoder/decoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class FeedbackRequest:
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
-    body = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    body = _ENCODER.encode(payload)
     return func.HttpResponse(
         body,
         status_code=status,
@@ -108,7 +110,7 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     if not body.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON object")
     try:
-        document = json.loads(body.decode("utf-8-sig"), parse_constant=_reject_constant)
+        document = _parse_json(body.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text; send UTF-8 encoded JSON") from None
     except ValueError as error:  # JSONDecodeError, and integers with too many digits
@@ -122,6 +124,16 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads(text, parse_constant=_reject_constant)``, same errors, with the decoder built once."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def _json_kind(value: Any) -> str:

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,18 +95,12 @@ def call_function(
 
 @pytest.fixture(scope="session")
 def local_host(registered_functions) -> Iterator[str]:
-    """The local host serving the registered functions on 127.0.0.1:<ephemeral>; yields the base URL."""
-    from serving.local_host import make_server
+    """The local host's HTTP server (uvicorn and its ASGI app) serving the registered functions on
+    127.0.0.1:<ephemeral>, in a thread of the test process; yields the base URL."""
+    from serving.local_host import ThreadedHost
 
-    server = make_server(list(registered_functions.values()), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, name="local-host", daemon=True)
-    thread.start()
-    try:
-        yield "http://{}:{}".format(*server.server_address[:2])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with ThreadedHost(list(registered_functions.values())) as base_url:
+        yield base_url
 
 
 class HttpClient:

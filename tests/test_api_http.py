@@ -117,6 +117,68 @@ def test_chunked_request_body_is_read(local_host):  # noqa: F811
     connection.close()
 
 
+def _raw_exchange(base_url: str, request: bytes) -> tuple[bytes, bytes]:
+    """Send raw bytes, read until the server closes or stops sending: (head, body)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        connection.settimeout(2)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_a_body_over_the_host_limit_is_refused_with_a_json_413_before_it_is_read(local_host):  # noqa: F811
+    head, body = _raw_exchange(
+        local_host,
+        b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857601\r\n\r\n{",
+    )
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_a_chunked_body_over_the_host_limit_is_refused_with_a_json_413(template_host, monkeypatch):
+    from serving import local_host as host_module
+
+    monkeypatch.setattr(host_module, "MAX_REQUEST_BYTES", 1000)
+    chunk = b"258\r\n" + b"x" * 600 + b"\r\n"  # 0x258 = 600 bytes
+    head, body = _raw_exchange(
+        f"http://{template_host.host}:{template_host.port}",
+        b"GET /api/items/1 HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk * 3
+        + b"0\r\n\r\n",
+    )
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_head_gets_the_headers_without_the_body(http_client):  # noqa: F811
+    get = http_client.request("GET", "/api/openapi.json")
+    head = http_client.request("HEAD", "/api/openapi.json")
+    assert get.status == 200
+    assert head.status == 405  # the function answers GET only, and says so
+    assert head.body == b""
+    assert int(head.headers["content-length"]) > 0
+
+
+def test_query_parameters_reach_the_function_one_value_per_name(template_host):
+    answer = template_host.request("GET", "/api/items/1?a=1&b=&a=2")
+    assert answer.status == 200
+    assert answer.json()["params"] == {"a": "2", "b": ""}  # blank values kept; a repeated name: the last
+
+
+def test_a_function_that_raises_gets_a_json_500_from_the_host(template_host):
+    assert_json_error(template_host.request("GET", "/api/broken"), 500, "internal_error")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -159,11 +221,9 @@ def test_the_module_command_serves_the_app(tmp_path):
 @pytest.fixture(scope="module")
 def template_host():
     """A separate little app with route templates, served by the same local host code."""
-    import threading
-
     import azure.functions as func
 
-    from serving.local_host import make_server
+    from serving.local_host import ThreadedHost
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -171,16 +231,16 @@ def template_host():
         payload = {"route": dict(req.route_params), "params": dict(req.params), "method": req.method}
         return func.HttpResponse(json.dumps(payload), mimetype="application/json", status_code=200)
 
+    def broken(req: func.HttpRequest) -> func.HttpResponse:
+        raise RuntimeError("a bug")
+
     for name, template in [("one", "items/{id}"), ("optional", "pages/{name?}"), ("rest", "files/{*path}")]:
         app.function_name(name)(app.route(route=template, methods=["GET"])(echo))
-    server = make_server(app.get_functions(), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = HttpClient("http://{}:{}".format(*server.server_address[:2]))
-    yield client
-    client.connection.close()
-    server.shutdown()
-    server.server_close()
+    app.function_name("broken")(app.route(route="broken", methods=["GET"])(broken))
+    with ThreadedHost(app.get_functions()) as base_url:
+        client = HttpClient(base_url)
+        yield client
+        client.connection.close()
 
 
 @pytest.mark.parametrize(
