@@ -6,40 +6,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import psutil
 import pytest
 
-from tests.app_fixtures import REPO_ROOT, HttpClient, model_path
+from tests.app_fixtures import REPO_ROOT, HostProcess, HttpClient, model_path, start_host_process
 from tests.telemetry_sink import OFFLINE_ENV, IngestionSink
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 120
 
 
-@dataclass
-class HostProcess:
-    process: subprocess.Popen
-    base: str = ""
-    log: list[str] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(self.log)
-
-    def workers(self) -> list[psutil.Process]:
-        """The worker processes (multiprocessing's resource tracker is a child too, but serves nothing)."""
-        children = psutil.Process(self.process.pid).children()
-        return [child for child in children if "spawn_main" in " ".join(_cmdline(child))]
+def workers_of(host: HostProcess) -> list[psutil.Process]:
+    """The worker processes (multiprocessing's resource tracker is a child too, but serves nothing)."""
+    children = psutil.Process(host.process.pid).children()
+    return [child for child in children if "spawn_main" in " ".join(_cmdline(child))]
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
@@ -58,34 +46,7 @@ def start_host(*args: str, new_session: bool = False, **settings: str) -> HostPr
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.local_host", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=new_session,
-    )
-    host = HostProcess(process)
-    found = threading.Event()
-
-    def drain() -> None:
-        for line in process.stderr:
-            host.log.append(line)
-            match = re.search(r"(http://127\.0\.0\.1:\d+)/api/", line)
-            if match and not host.base:
-                host.base = match.group(1)
-            if "Ctrl+C stops" in line:  # the last start-up line
-                found.set()
-        found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(START_TIMEOUT_S) or not host.base:
-        process.kill()
-        pytest.fail("the local host did not start:\n" + host.text())
-    return host
+    return start_host_process(*args, env=env, new_session=new_session, timeout_s=START_TIMEOUT_S)
 
 
 def stop_host(host: HostProcess) -> None:
@@ -142,7 +103,7 @@ def predict_many(base: str, clients: int, per_client: int) -> list[int]:
 
 def test_workers_each_load_the_app_serve_and_stop_cleanly_on_sigterm(two_workers: HostProcess):
     host = two_workers
-    workers = host.workers()
+    workers = workers_of(host)
     assert len(workers) == 2, host.text()
     assert host.text().count("loaded from") == 2, host.text()  # one model load per worker, none in the parent
     assert "in 2 worker processes" in host.text(), host.text()
@@ -159,10 +120,10 @@ def test_workers_each_load_the_app_serve_and_stop_cleanly_on_sigterm(two_workers
 
 def test_a_worker_that_dies_is_replaced(two_workers: HostProcess):
     host = two_workers
-    first, second = host.workers()
+    first, second = workers_of(host)
     first.kill()
     wait_until(
-        lambda: len(host.workers()) == 2 and first.pid not in {w.pid for w in host.workers()},
+        lambda: len(workers_of(host)) == 2 and first.pid not in {w.pid for w in workers_of(host)},
         60,
         "a new worker",
     )
@@ -174,7 +135,7 @@ def test_a_worker_that_dies_is_replaced(two_workers: HostProcess):
 
 def test_workers_stop_when_the_supervisor_is_killed(two_workers: HostProcess):
     host = two_workers
-    workers = host.workers()
+    workers = workers_of(host)
     host.process.kill()  # no chance to stop them: they notice the closed pipe themselves
     host.process.wait(10)
     _gone, alive = psutil.wait_procs(workers, timeout=30)
@@ -185,7 +146,7 @@ def test_workers_stop_when_the_supervisor_is_killed(two_workers: HostProcess):
 def test_ctrl_c_stops_the_supervisor_and_every_worker():
     host = start_host("--workers", "2", new_session=True)
     try:
-        workers = host.workers()
+        workers = workers_of(host)
         assert predict_many(host.base, clients=2, per_client=2) == [200] * 4
         os.killpg(host.process.pid, signal.SIGINT)  # what a terminal sends to the whole process group
         assert host.process.wait(30) == 0, host.text()
@@ -200,7 +161,7 @@ def test_ctrl_c_stops_the_supervisor_and_every_worker():
 def test_one_worker_serves_in_the_supervisor_process():
     host = start_host("--workers", "1")
     try:
-        assert host.workers() == []
+        assert workers_of(host) == []
         assert "in this process" in host.text()
         client = HttpClient(host.base)
         assert client.request("GET", "/api/health").json()["model_loaded"] is True

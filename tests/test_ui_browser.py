@@ -14,8 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from playwright import sync_api as playwright_api
+
+from tests.app_fixtures import HostProcess, start_host_process
 
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
@@ -52,13 +52,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-@dataclass
-class LocalHost:
+class LocalHost(HostProcess):
     """The app on a loopback port, with everything it wrote to stderr (shown when a test fails)."""
-
-    process: subprocess.Popen
-    base: str = ""
-    log: list[str] = field(default_factory=list)
 
     def get_json(self, route: str) -> tuple[int, dict]:
         try:
@@ -90,31 +85,8 @@ def start_local_host(**settings: str) -> LocalHost:
             **settings,
         }
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.local_host", "--host", "127.0.0.1", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    host = LocalHost(process)
-    found = threading.Event()
-
-    def drain() -> None:
-        for line in process.stderr:
-            host.log.append(line)
-            match = re.search(r"http://127\.0\.0\.1:(\d+)/api/", line)
-            if match and not found.is_set():
-                host.base = f"http://127.0.0.1:{match.group(1)}"
-                found.set()
-        found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(60) or not host.base:
-        process.kill()
-        pytest.fail("the local host did not start:\n" + "".join(host.log))
+    host = start_host_process(env=env, timeout_s=120, kind=LocalHost)
+    process = host.process
     deadline = time.monotonic() + 30
     while True:
         try:
