@@ -148,11 +148,11 @@ def _units(block: FeatureBlock, term: str) -> list[str]:
     return term.split(" ") if block.analyzer == "word" else list(term)
 
 
-def _radix(block: FeatureBlock) -> int:
+def _radix(block: FeatureBlock, alphabet: list[str]) -> int:
     """Base of the n-gram keys: one digit per unit code (0 = separator or unknown unit, 1.. = alphabet).
 
     A key is ``1`` followed by the n digits, so n-grams of different orders never share a key."""
-    radix = len(_alphabet(block)) + 1
+    radix = len(alphabet) + 1
     if 2 * radix ** block.ngram_range[1] > INT64_MAX:
         raise ValueError(
             f"{block.analyzer} n-grams up to {block.ngram_range[1]} over {radix - 1} units "
@@ -161,10 +161,12 @@ def _radix(block: FeatureBlock) -> int:
     return radix
 
 
-def term_keys(block: FeatureBlock) -> np.ndarray:
-    """The 64-bit key of every vocabulary term, as the graph computes it for an n-gram of the text."""
-    codes = {unit: code for code, unit in enumerate(_alphabet(block), start=1)}
-    radix = _radix(block)
+def term_keys(block: FeatureBlock, alphabet: list[str] | None = None) -> np.ndarray:
+    """The 64-bit key of every vocabulary term, as the graph computes it for an n-gram of the text
+    (``alphabet``: the block's ``_alphabet``, when the caller already has it)."""
+    alphabet = _alphabet(block) if alphabet is None else alphabet
+    codes = {unit: code for code, unit in enumerate(alphabet, start=1)}
+    radix = _radix(block, alphabet)
     keys = np.empty(len(block.terms), dtype=np.int64)
     for position, term in enumerate(block.terms):
         key = 1
@@ -174,7 +176,7 @@ def term_keys(block: FeatureBlock) -> np.ndarray:
     return keys
 
 
-def _unit_codes(g: _Graph, block: FeatureBlock, text: str) -> str:
+def _unit_codes(g: _Graph, block: FeatureBlock, text: str, alphabet: list[str]) -> str:
     """[texts x units] codes of the tokens (word) or characters (char) of each text: 1.. for the units
     the vocabulary's terms are made of, 0 for padding and any other unit. An n-gram holding a 0 digit
     has no vocabulary key, so padding can never form a term."""
@@ -191,7 +193,6 @@ def _unit_codes(g: _Graph, block: FeatureBlock, text: str) -> str:
             tokenexp=".",
             mincharnum=1,
         )
-    alphabet = _alphabet(block)
     return g.op(
         "LabelEncoder",
         [units],
@@ -203,11 +204,11 @@ def _unit_codes(g: _Graph, block: FeatureBlock, text: str) -> str:
     )
 
 
-def _ngram_keys(g: _Graph, block: FeatureBlock, codes: str) -> list[tuple[int, str]]:
+def _ngram_keys(g: _Graph, block: FeatureBlock, codes: str, radix: int) -> list[tuple[int, str]]:
     """(n, [texts x n-grams] keys) for every order n in low..high
     (``key_n[:, i] = key_(n-1)[:, i] * radix + code[:, i + n - 1]``: n-grams never leave their row)."""
     low, high = block.ngram_range
-    radix = g.const(_radix(block), "radix", np.int64)
+    radix = g.const(radix, "radix", np.int64)
     key = g.op("Add", [codes, radix])  # order 1: the leading 1 digit, then the code
     keys = []
     for n in range(1, high + 1):
@@ -236,9 +237,10 @@ class _BlockTerms:
         self.block = block
         self.size = len(block.terms)
         self.row_ids = row_ids
-        self.radix = _radix(block)
-        self.keys = _ngram_keys(g, block, _unit_codes(g, block, text))
-        self.term_keys = term_keys(block)
+        self.alphabet = _alphabet(block)
+        self.radix = _radix(block, self.alphabet)
+        self.keys = _ngram_keys(g, block, _unit_codes(g, block, text, self.alphabet), self.radix)
+        self.term_keys = term_keys(block, self.alphabet)
         orders = np.array([len(_units(block, term)) for term in block.terms])
         self.dense = [(n, key) for n, key in self.keys if self.radix**n <= DENSE_KEYS]
         self.sparse = [(n, key) for n, key in self.keys if self.radix**n > DENSE_KEYS]
@@ -347,7 +349,7 @@ class _BlockTerms:
 
     def term_text(self, g: _Graph, key_positions: str) -> str:
         """The n-gram string at each key position, spelled out from the key's digits (right to left)."""
-        radix = _radix(self.block)
+        radix = self.radix
         keys = _concat(g, [key for _, key in self.keys], axis=1)
         keys = g.op("Gather", [g.op("Reshape", [keys, g.const([-1], "flat", np.int64)]), key_positions])
         order = None  # n: a key of order n lies in [radix**n, 2 * radix**n)
@@ -355,7 +357,7 @@ class _BlockTerms:
             reached = g.op("GreaterOrEqual", [keys, g.const(radix**n, "power", np.int64)])
             reached = g.op("Cast", [reached], to=TensorProto.INT64)
             order = reached if order is None else g.op("Add", [order, reached])
-        alphabet = g.const(np.array(["", *_alphabet(self.block)], dtype=object), "alphabet")
+        alphabet = g.const(np.array(["", *self.alphabet], dtype=object), "alphabet")
         separator = g.const(np.array(" " if self.block.analyzer == "word" else "", dtype=object), "sep")
         text = None
         for r in range(self.block.ngram_range[1]):
