@@ -98,6 +98,10 @@ PRODUCTION_PARAMS = {
 def all_candidates(production_params: dict | None = None) -> dict[str, Candidate]:
     """Every family, keyed by the name ``--candidates`` accepts."""
     params = dict(PRODUCTION_PARAMS, **(production_params or {}))
+    classifier_grid = {
+        "C": [params["C"] / 3, params["C"], params["C"] * 3],
+        "class_weight": [None, "balanced"],
+    }
     candidates = [
         Candidate(
             "baseline",
@@ -109,7 +113,7 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
             "logreg_tuned",
             "TF-IDF word 1-3 + char 2-5 grams, occurrence L2 norm, logistic regression; C and class weight",
             lambda: TweetSentimentModel(**params),
-            grid={"C": [params["C"] / 3, params["C"], params["C"] * 3], "class_weight": [None, "balanced"]},
+            grid=classifier_grid,
             search="classifier",
             exportable=True,
         ),
@@ -117,7 +121,7 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
             "nb_logreg",
             "NB-weighted (NBSVM log-count ratios) TF-IDF word 1-3 + char 2-5 grams, logistic regression",
             lambda: TweetSentimentModel(**dict(params, nb_weighting=True)),
-            grid={"C": [params["C"] / 3, params["C"], params["C"] * 3], "class_weight": [None, "balanced"]},
+            grid=classifier_grid,
             search="classifier",
             exportable=True,
         ),

@@ -97,30 +97,30 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
     # -- fitting -------------------------------------------------------------------------------
 
     def _vectorizers(self) -> list[TfidfVectorizer]:
+        shared = {
+            "lowercase": False,
+            "sublinear_tf": self.sublinear_tf,
+            "norm": self._vectorizer_norm(),
+            "dtype": np.float64,
+        }
         vectorizers = [
             TfidfVectorizer(
                 analyzer="word",
                 token_pattern=WORD_TOKEN_PATTERN,
-                lowercase=False,
                 ngram_range=tuple(self.word_ngram_range),
                 max_features=self.word_max_features,
                 min_df=self.word_min_df,
-                sublinear_tf=self.sublinear_tf,
-                norm=self._vectorizer_norm(),
-                dtype=np.float64,
+                **shared,
             )
         ]
         if self.char_ngram_range is not None:
             vectorizers.append(
                 TfidfVectorizer(
                     analyzer="char",
-                    lowercase=False,
                     ngram_range=tuple(self.char_ngram_range),
                     max_features=self.char_max_features,
                     min_df=self.char_min_df,
-                    sublinear_tf=self.sublinear_tf,
-                    norm=self._vectorizer_norm(),
-                    dtype=np.float64,
+                    **shared,
                 )
             )
         return vectorizers
