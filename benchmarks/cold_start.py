@@ -59,14 +59,7 @@ def runtime(text: str, model_path: str) -> dict:
     model = SentimentModel.load(model_path)
     loaded = time.perf_counter()
     (prediction,) = model.predict([text])
-    answered = time.perf_counter()
-    return {
-        "import_s": imported - STARTED,
-        "model_load_s": loaded - imported,
-        "first_prediction_s": answered - loaded,
-        "total_s": answered - STARTED,
-        "label": prediction.label,
-    }
+    return _phases(imported, loaded, time.perf_counter(), prediction.label)
 
 
 def prototype(text: str, joblib_path: str) -> dict:
@@ -77,12 +70,17 @@ def prototype(text: str, joblib_path: str) -> dict:
     loaded = time.perf_counter()
     probabilities = pipeline.predict_proba([text])
     answered = time.perf_counter()
+    return _phases(imported, loaded, answered, "negative" if probabilities[0, 0] >= 0.5 else "positive")
+
+
+def _phases(imported: float, loaded: float, answered: float, label: str) -> dict:
+    """Import, model load and first prediction of a model loader, from the clock instants between them."""
     return {
         "import_s": imported - STARTED,
         "model_load_s": loaded - imported,
         "first_prediction_s": answered - loaded,
         "total_s": answered - STARTED,
-        "label": "negative" if probabilities[0, 0] >= 0.5 else "positive",
+        "label": label,
     }
 
 
