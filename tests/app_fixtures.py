@@ -238,10 +238,12 @@ def assert_json_error(answer: Answer, status: int, code: str | None = None) -> d
     return error
 
 
-def run_app_in_subprocess(script: str, model_path_value: str, timeout: float = 120) -> dict[str, Any]:
-    """Run ``script`` (which prints one JSON document) in a fresh interpreter with MODEL_PATH set: the
-    only honest way to test import-time behaviour, since the app loads its model once per process."""
-    env = {**os.environ, "MODEL_PATH": model_path_value, "PYTHONPATH": str(REPO_ROOT)}
+def run_app_in_subprocess(script: str, timeout: float = 120, **settings: str) -> dict[str, Any]:
+    """Run ``script`` (which prints one JSON document) in a fresh interpreter with these settings (e.g.
+    ``MODEL_PATH``) and no Application Insights setting of the caller's: the only honest way to test
+    import-time behaviour, since the app loads its model and telemetry once per process."""
+    env = {key: value for key, value in os.environ.items() if "APPLICATIONINSIGHTS" not in key}
+    env.update(PYTHONPATH=str(REPO_ROOT), **settings)
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO_ROOT,

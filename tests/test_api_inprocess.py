@@ -289,7 +289,7 @@ def test_without_a_model_the_app_imports_and_says_why(tmp_path, variant, reason_
         "truncated": lambda: _truncated_model(tmp_path),
         "wrong-input": lambda: _wrong_input_model(tmp_path),
     }
-    out = run_app_in_subprocess(UNAVAILABLE_SCRIPT, str(paths[variant]()))
+    out = run_app_in_subprocess(UNAVAILABLE_SCRIPT, MODEL_PATH=str(paths[variant]()))
     health = json.loads(out["health"]["body"])
     assert out["health"]["status"] == 503
     assert health["status"] == "unavailable" and health["model_loaded"] is False

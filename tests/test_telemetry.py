@@ -3,18 +3,13 @@ rules, that it never raises, and what configure() does (or must not do) in a fre
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from serving import telemetry
+from tests.app_fixtures import run_app_in_subprocess
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SCORED_DIMENSIONS = {"model_version", "texts", "negatives", "mean_negative_probability"}
 FEEDBACK_DIMENSIONS = {
     "feedback_id",
@@ -189,18 +184,7 @@ print(json.dumps({"exporting": telemetry.is_exporting(),
 
 
 def run_probe(**env: str) -> dict:
-    environment = {key: value for key, value in os.environ.items() if "APPLICATIONINSIGHTS" not in key}
-    environment.update(env)
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])
+    return run_app_in_subprocess(PROBE, timeout=60, **env)
 
 
 def test_without_a_connection_string_nothing_is_configured_and_the_exporter_is_not_imported():

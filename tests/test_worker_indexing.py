@@ -56,7 +56,7 @@ EXPECTED = {
 
 
 def _index(model: str) -> tuple[dict[str, dict], bool]:
-    out = run_app_in_subprocess(INDEX_SCRIPT, model)
+    out = run_app_in_subprocess(INDEX_SCRIPT, MODEL_PATH=model)
     *functions, state = out
     return {f["name"]: f for f in functions}, state["model_loaded"]
 
