@@ -27,11 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from serving.local_host import HostProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUIET_TELEMETRY = {
@@ -256,45 +257,16 @@ def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dic
 
 
 # --------------------------------------------------------------------------------------------------- HTTP
-class LocalHost:
-    """``python -m serving.local_host --port 0 [--workers N]`` in a subprocess; the chosen port and the
-    server it runs are read from its output."""
+class LocalHost(HostProcess):
+    """``python -m serving.local_host --port 0 [--workers N]`` in a subprocess (``HostProcess``), with the
+    memory of its whole process tree."""
 
     def __init__(self, model_path: Path, workers: int | None = None):
-        self.command = ["python", "-m", "serving.local_host", "--port", "0"]
-        if workers is not None:
-            self.command += ["--workers", str(workers)]
-        self.process = subprocess.Popen(
-            [sys.executable, *self.command[1:]],
-            cwd=REPO_ROOT,
-            env=child_env(MODEL_PATH=str(model_path), PYTHONUNBUFFERED="1"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.base = ""
-        self.server = ""
-        self.log: list[str] = []
-        ready = threading.Event()
-
-        def drain() -> None:
-            for line in self.process.stderr:
-                if len(self.log) < 1000:
-                    self.log.append(line)
-                found = re.search(r"(http://127\.0\.0\.1:\d+)/api/", line)
-                if found and not self.base:
-                    self.base = found[1]
-                served = re.match(r"Serving with (.*)\.$", line.strip())
-                if served:
-                    self.server = served[1]
-                    ready.set()  # printed after the routes, once every worker is ready
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(120) or not self.base:
-            self.stop()
-            raise SystemExit("the local host did not start:\n" + "".join(self.log))
+        extra = [] if workers is None else ["--workers", str(workers)]
+        try:
+            super().__init__(*extra, env=child_env(MODEL_PATH=str(model_path), PYTHONUNBUFFERED="1"))
+        except RuntimeError as error:
+            raise SystemExit(str(error)) from None
 
     def processes(self) -> list[int]:
         """The host's process and its descendants (the worker processes)."""
@@ -337,14 +309,6 @@ class LocalHost:
             "largest_process_peak_rss_mb": max((p["peak_rss_mb"] for p in per_process), default=0.0),
             "per_process": per_process,
         }
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def run_wrk(base: str, bodies: Path, clients: int, seconds: int, pause_ms: int = 0) -> dict:

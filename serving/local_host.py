@@ -36,6 +36,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -627,6 +628,60 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+class HostProcess:
+    """``python -m serving.local_host --host 127.0.0.1 --port 0 ARGS`` as a child process, for tests and
+    benchmarks: returns once the host printed its last start-up line (every worker is then ready), with
+    the base URL and the server it printed, and the start of what it wrote to stderr."""
+
+    LOG_LINES = 1000
+
+    def __init__(self, *args: str, env: dict[str, str], new_session: bool = False, timeout_s: float = 120):
+        self.command = ["python", "-m", "serving.local_host", "--host", "127.0.0.1", "--port", "0", *args]
+        self.process = subprocess.Popen(
+            [sys.executable, *self.command[1:]],
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=new_session,
+        )
+        self.base, self.server, self.log = "", "", []
+        ready = threading.Event()
+
+        def drain() -> None:
+            for line in self.process.stderr:
+                if len(self.log) < self.LOG_LINES:
+                    self.log.append(line)
+                found = re.search(r"(http://127\.0\.0\.1:\d+)/api/", line)
+                if found and not self.base:
+                    self.base = found[1]
+                served = re.match(r"Serving with (.*)\.$", line.strip())
+                if served:
+                    self.server = served[1]
+                if "Ctrl+C stops" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(timeout_s) or not self.base:
+            self.process.kill()
+            raise RuntimeError("the local host did not start:\n" + self.text())
+
+    def text(self) -> str:
+        return "".join(self.log)
+
+    def stop(self) -> None:
+        """SIGTERM (the host stops its workers), then SIGKILL if it is still there after 10 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,12 +11,10 @@ import functools
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,53 +25,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODEL = REPO_ROOT / "model" / "sentiment.onnx"
 JSON_BODY = {"Content-Type": "application/json"}
-
-
-@dataclass
-class HostProcess:
-    """``python -m serving.local_host`` running as a process, with everything it wrote to stderr."""
-
-    process: subprocess.Popen
-    base: str = ""
-    log: list[str] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(self.log)
-
-
-def start_host_process(
-    *args: str, env: dict[str, str], new_session: bool = False, timeout_s: float = 120, kind=HostProcess
-):
-    """``python -m serving.local_host --host 127.0.0.1 --port 0 ARGS``; returns a ``kind`` once the host
-    printed its last start-up line (every worker is then ready), with the base URL it chose."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.local_host", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=new_session,
-    )
-    host = kind(process)
-    ready = threading.Event()
-
-    def drain() -> None:
-        for line in process.stderr:
-            host.log.append(line)
-            match = re.search(r"(http://127\.0\.0\.1:\d+)/api/", line)
-            if match and not host.base:
-                host.base = match.group(1)
-            if "Ctrl+C stops" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not ready.wait(timeout_s) or not host.base:
-        process.kill()
-        pytest.fail("the local host did not start:\n" + host.text())
-    return host
 
 
 def model_path() -> Path:

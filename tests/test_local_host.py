@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from tests.app_fixtures import REPO_ROOT, HostProcess, HttpClient, model_path, start_host_process
+from serving.local_host import HostProcess
+from tests.app_fixtures import REPO_ROOT, HttpClient, model_path
 from tests.telemetry_sink import OFFLINE_ENV, IngestionSink
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def start_host(*args: str, new_session: bool = False, **settings: str) -> HostPr
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
-    return start_host_process(*args, env=env, new_session=new_session, timeout_s=START_TIMEOUT_S)
+    return HostProcess(*args, env=env, new_session=new_session, timeout_s=START_TIMEOUT_S)
 
 
 def stop_host(host: HostProcess) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright import sync_api as playwright_api
 
-from tests.app_fixtures import HostProcess, start_host_process
+from serving.local_host import HostProcess
 
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
@@ -85,7 +84,7 @@ def start_local_host(**settings: str) -> LocalHost:
             **settings,
         }
     )
-    host = start_host_process(env=env, timeout_s=120, kind=LocalHost)
+    host = LocalHost(env=env)
     process = host.process
     deadline = time.monotonic() + 30
     while True:
@@ -99,15 +98,6 @@ def start_local_host(**settings: str) -> LocalHost:
             time.sleep(0.1)
 
 
-def stop(host: LocalHost) -> None:
-    host.process.terminate()
-    try:
-        host.process.wait(10)
-    except subprocess.TimeoutExpired:
-        host.process.kill()
-        host.process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[LocalHost]:
     host = start_local_host()
@@ -117,7 +107,7 @@ def served() -> Iterator[LocalHost]:
             pytest.fail(f"the app has no model (model/sentiment.onnx is part of the repository): {health}")
         yield host
     finally:
-        stop(host)
+        host.stop()
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +300,7 @@ def test_a_missing_model_is_explained_on_the_page(watched: Watched, tmp_path):
         assert watched.violations() == []
         assert watched.page_errors == []
     finally:
-        stop(host)
+        host.stop()
 
 
 def test_the_policy_blocks_injected_inline_code(served: LocalHost, watched: Watched):
