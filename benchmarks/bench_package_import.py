@@ -21,6 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.telemetry_sink import OFFLINE_ENV  # noqa: E402
+
 IMPORT_APP = """
 import os, sys, time
 package = sys.argv[1]
@@ -30,16 +35,10 @@ start = time.perf_counter()
 import function_app
 print(time.perf_counter() - start)
 """
-OFFLINE = {
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-}
 
 
 def import_seconds(package: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")} | OFFLINE
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")} | OFFLINE_ENV
     result = subprocess.run(
         [sys.executable, "-I", "-B", "-c", IMPORT_APP, str(package)],
         capture_output=True,

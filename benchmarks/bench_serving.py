@@ -33,14 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from serving.local_host import HostProcess
+from tests.telemetry_sink import OFFLINE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QUIET_TELEMETRY = {
-    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-}
 TARGETS = {
     "cold_start_s": 0.5,
     "cold_start_ratio_to_prototype": 1 / 3,
@@ -55,7 +50,7 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_CONNECTION")}
-    env.update(QUIET_TELEMETRY)
+    env.update(OFFLINE_ENV)
     env.update(extra)
     return env
 
@@ -438,7 +433,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.cold_runs, args.rounds, args.per_round, args.http_requests = 2, 2, 300, 2000
     model_path = args.model.resolve()
     os.environ["MODEL_PATH"] = str(model_path)
-    os.environ.update(QUIET_TELEMETRY)
+    os.environ.update(OFFLINE_ENV)
     sys.path.insert(0, str(REPO_ROOT))
 
     import onnxruntime

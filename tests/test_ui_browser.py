@@ -24,6 +24,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from serving.local_host import HostProcess
+from tests.telemetry_sink import OFFLINE_ENV
 
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
@@ -74,16 +75,7 @@ class LocalHost(HostProcess):
 def start_local_host(**settings: str) -> LocalHost:
     """``python -m serving.local_host --port 0``; the port it picked is read from its start-up lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_CONNECTION")}
-    env.update(
-        {
-            "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-            "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-            "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
-            "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-            "PYTHONUNBUFFERED": "1",
-            **settings,
-        }
-    )
+    env.update(OFFLINE_ENV, PYTHONUNBUFFERED="1", **settings)
     host = LocalHost(env=env)
     process = host.process
     deadline = time.monotonic() + 30
