@@ -109,7 +109,6 @@ class SentimentModel:
     __slots__ = (
         "_all_outputs",
         "_explain_feed",
-        "_probability_only",
         "labels",
         "metadata",
         "path",
@@ -125,7 +124,6 @@ class SentimentModel:
         self.version: str = metadata["model_version"]
         self.threshold: float = float(metadata["threshold"])
         self.labels: tuple[str, str] = tuple(metadata["labels"])
-        self._probability_only = [PROBABILITY_OUTPUT]
         self._all_outputs = [PROBABILITY_OUTPUT, *TERM_OUTPUTS]
         optional = {i.name: i.type for i in session.get_overridable_initializers()}
         self._explain_feed = (
@@ -178,19 +176,15 @@ class SentimentModel:
     def predict(self, raw_texts: list[str], explain: bool = False, top_k: int = 5) -> list[Prediction]:
         """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution."""
         texts = [normalize(text) for text in raw_texts]
-        negative_label, positive_label = self.labels
-        threshold = self.threshold
         if not explain:
             probabilities = negative_probabilities(self.session, texts).tolist()
-            return [
-                Prediction(negative_label if p >= threshold else positive_label, p, None)
-                for p in probabilities
-            ]
+            return [Prediction(self._label(p), p, None) for p in probabilities]
         probabilities, explanations = [0.0] * len(texts), [None] * len(texts)
 
-        def explain_chunk(rows: list[int]) -> None:
-            feed = {INPUT_NAME: np.array([texts[row] for row in rows], dtype=object)} | self._explain_feed
-            chunk_probabilities, *terms = self.session.run(self._all_outputs, feed)
+        def explain_chunk(rows: list[int], batch: np.ndarray) -> None:
+            chunk_probabilities, *terms = self.session.run(
+                self._all_outputs, {INPUT_NAME: batch} | self._explain_feed
+            )
             for row, p, explanation in zip(
                 rows, chunk_probabilities.tolist(), _top_terms(len(rows), *terms, top_k), strict=True
             ):
@@ -198,37 +192,45 @@ class SentimentModel:
 
         _each_chunk(texts, explain_chunk)
         return [
-            Prediction(negative_label if p >= threshold else positive_label, p, explanation)
+            Prediction(self._label(p), p, explanation)
             for p, explanation in zip(probabilities, explanations, strict=True)
         ]
+
+    def _label(self, negative_probability: float) -> str:
+        """Negative from the model's threshold on (inclusive), as training measured it."""
+        return self.labels[0] if negative_probability >= self.threshold else self.labels[1]
 
 
 def negative_probabilities(session: ort.InferenceSession, texts: list[str]) -> np.ndarray:
     """The graph's negative probability of each NORMALIZED text, in order (float32)."""
     result = np.empty(len(texts), dtype=np.float32)
 
-    def score_chunk(rows: list[int]) -> None:
-        feed = {INPUT_NAME: np.array([texts[row] for row in rows], dtype=object)}
-        result[rows] = session.run([PROBABILITY_OUTPUT], feed)[0]
+    def score_chunk(rows: list[int], batch: np.ndarray) -> None:
+        result[rows] = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: batch})[0]
 
     _each_chunk(texts, score_chunk)
     return result
 
 
 def _each_chunk(texts: list[str], work) -> None:
-    """Call ``work(rows)`` on chunks of at most ``CHUNK_TEXTS`` rows of similar length, in parallel
-    when there are several (onnxruntime releases the GIL while it runs)."""
+    """Call ``work(rows, batch)`` (``batch``: those rows' texts as the graph's input) on chunks of at most
+    ``CHUNK_TEXTS`` rows of similar length, in parallel when there are several (onnxruntime releases
+    the GIL while it runs)."""
+
+    def run(rows: list[int]) -> None:
+        work(rows, np.array([texts[row] for row in rows], dtype=object))
+
     if len(texts) <= CHUNK_TEXTS:
-        work(list(range(len(texts))))
+        run(list(range(len(texts))))
         return
     order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
     chunks = [order[start : start + CHUNK_TEXTS] for start in range(0, len(order), CHUNK_TEXTS)]
     pool = _chunk_pool()
     if pool is None:
         for chunk in chunks:
-            work(chunk)
+            run(chunk)
     else:
-        for _ in pool.map(work, chunks):  # re-raises the first failure
+        for _ in pool.map(run, chunks):  # re-raises the first failure
             pass
 
 
