@@ -17,7 +17,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from serving import telemetry
+from serving import contract, telemetry
 from serving.http import (
     ApiError,
     error_response,
@@ -46,7 +46,9 @@ if MODEL_STATE.model is None:
     log.error("model unavailable: %s", MODEL_STATE.reason)
 else:
     log.info("model %s loaded from %s", MODEL_STATE.model.version, MODEL_STATE.configured_path)
-OPENAPI_BODY = json_response(document()).get_body()
+# Labels are the served model's; without a model, the contract's defaults.
+LABELS = tuple(MODEL_STATE.model.labels) if MODEL_STATE.model else contract.LABELS
+OPENAPI_BODY = json_response(document(LABELS)).get_body()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -85,6 +87,10 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
     model = _require_model()
     request = parse_predict(read_json_object(req))
+    if request.explain and not model.explains:
+        raise ApiError(
+            400, "explanation_unavailable", "the served model has no explanation outputs; send explain: false"
+        )
     predictions = model.predict(request.texts, explain=request.explain)
     version = model.version
     answers = []
@@ -117,7 +123,7 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
 def feedback(req: func.HttpRequest) -> func.HttpResponse:
     """Record whether a prediction was right (WrongPrediction / PredictionConfirmed)."""
     require_method(req, "POST")
-    request = parse_feedback(read_json_object(req))
+    request = parse_feedback(read_json_object(req), LABELS)
     feedback_id = uuid.uuid4().hex
     telemetry.record_feedback(
         feedback_id=feedback_id,
@@ -147,7 +153,16 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
             },
             503,
         )
-    return json_response({"status": "ok", "model_version": MODEL_STATE.model.version, "model_loaded": True})
+    model = MODEL_STATE.model
+    return json_response(
+        {
+            "status": "ok",
+            "model_version": model.version,
+            "model_loaded": True,
+            "threshold": model.threshold,
+            "labels": list(model.labels),
+        }
+    )
 
 
 @app.function_name("ui")

@@ -33,6 +33,10 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: the model contract lives in the app's own package
+    sys.path.insert(0, str(REPO_ROOT))
+from serving import contract  # noqa: E402  (standard library only)
+
 IGNORE_FILE = ".funcignore"
 BUILD_INFO = "build_info.json"
 MODEL_FILE = PurePosixPath("model/sentiment.onnx")
@@ -150,16 +154,8 @@ def byte_compile(folder: Path) -> bool:
 
 def read_model_metadata(model_path: Path) -> dict:
     """The ONNX model's metadata (every value a JSON document, per the model artifact contract)."""
-    import onnxruntime  # a serving requirement, so present wherever the app can be built
-
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    metadata = {}
-    for key, value in session.get_modelmeta().custom_metadata_map.items():
-        try:
-            metadata[key] = json.loads(value)
-        except ValueError:
-            metadata[key] = value
-    if not metadata.get("model_version"):
+    metadata = contract.read_metadata(model_path, strict=False)
+    if not metadata.get(contract.MODEL_VERSION):
         raise PackageError(f"{model_path} has no model_version in its metadata")
     return metadata
 
@@ -253,8 +249,10 @@ def build(
     compiled = bytecode and byte_compile(out)
     requirements = (out / "requirements.txt").read_bytes()
     info = {
-        "model_version": metadata["model_version"],
-        "normalizer_version": metadata.get("normalizer_version"),
+        "model_version": metadata[contract.MODEL_VERSION],
+        "normalizer_version": metadata.get(contract.NORMALIZER_VERSION_KEY),
+        "threshold": metadata.get(contract.THRESHOLD),
+        "labels": metadata.get(contract.LABELS_KEY),
         "source_commit": source_commit(source),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": TARGET_PYTHON,

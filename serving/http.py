@@ -15,11 +15,12 @@ from typing import Any
 
 import azure.functions as func
 
+from serving.contract import LABELS
+
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 5_000
 MAX_BATCH = 1_000
 MAX_ID_CHARS = 64
-LABELS = ("negative", "positive")
 JSON_MEDIA_TYPE = "application/json"
 
 _PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8"})
@@ -207,16 +208,17 @@ def parse_predict(document: dict[str, Any]) -> PredictRequest:
     return PredictRequest([_text(text, f"texts[{i}]") for i, text in enumerate(texts)], True, explain)
 
 
-def parse_feedback(document: dict[str, Any]) -> FeedbackRequest:
-    """``text``, ``predicted_label`` and ``correct`` are required; the id and probability are optional."""
+def parse_feedback(document: dict[str, Any], labels: tuple[str, ...] = LABELS) -> FeedbackRequest:
+    """``text``, ``predicted_label`` (one of the model's ``labels``) and ``correct`` are required; the id
+    and probability are optional."""
     if "text" not in document:
         raise ApiError(400, "missing_field", "'text' is required: the tweet the prediction was about")
     text = _text(document["text"], "text")
     if "predicted_label" not in document:
-        raise ApiError(400, "missing_field", f"'predicted_label' is required: one of {', '.join(LABELS)}")
+        raise ApiError(400, "missing_field", f"'predicted_label' is required: one of {', '.join(labels)}")
     label = document["predicted_label"]
-    if label not in LABELS or not isinstance(label, str):
-        raise ApiError(400, "invalid_field", f"'predicted_label' must be one of {', '.join(LABELS)}")
+    if not isinstance(label, str) or label not in labels:
+        raise ApiError(400, "invalid_field", f"'predicted_label' must be one of {', '.join(labels)}")
     correct = _boolean(document, "correct", required=True)
     prediction_id = document.get("prediction_id")
     if prediction_id is not None and not (

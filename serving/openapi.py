@@ -1,15 +1,18 @@
 """The OpenAPI 3.1 description served at ``/api/openapi.json``.
 
-Limits come from ``serving.http`` so that the document and the checks cannot drift apart; the tests
-validate the document and every answer against it.
+Limits come from ``serving.http`` and labels from the served model (``serving.contract`` when none is
+loaded), so that the document and the checks cannot drift apart; the tests validate the document and
+every answer against it.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
-from serving.http import LABELS, MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS
+from serving.contract import LABELS
+from serving.http import MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS
 
 ERROR_CODES = (
     "invalid_json",
@@ -25,6 +28,7 @@ ERROR_CODES = (
     "payload_too_large",
     "unsupported_media_type",
     "model_unavailable",
+    "explanation_unavailable",
     "service_unavailable",
 )
 
@@ -115,6 +119,13 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["ok", "unavailable"]},
             "model_version": {"type": ["string", "null"]},
             "model_loaded": {"type": "boolean"},
+            "threshold": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "A text is labelled negative when its negative probability is at least this.",
+            },
+            "labels": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
             "reason": {"type": "string", "description": "Why the model is not loaded (503 only)."},
         },
     },
@@ -155,9 +166,11 @@ _KEY_ERRORS = {
 }
 
 
-def document() -> dict[str, Any]:
-    """A fresh copy of the OpenAPI 3.1 document (callers may mutate it)."""
+def document(labels: Sequence[str] = LABELS) -> dict[str, Any]:
+    """A fresh copy of the OpenAPI 3.1 document (callers may mutate it), for a model with ``labels``."""
     schemas = copy.deepcopy(SCHEMAS)
+    for schema, field in (("Prediction", "label"), ("FeedbackRequest", "predicted_label")):
+        schemas[schema]["properties"][field]["enum"] = list(labels)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -8,7 +8,6 @@ fails later, on a customer's request, is worse than one that refuses to load.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +19,18 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from serving import contract
+from serving.contract import (
+    DEFAULT_MODEL_PATH,
+    EXPLAIN_INPUT,
+    INPUT_NAME,
+    INPUT_TYPE,
+    OUTPUT_TYPES,
+    PROBABILITY_OUTPUT,
+    ContractError,
+)
 from serving.normalizer import NORMALIZER_VERSION, normalize
 
-INPUT_NAME = "text"
-# Optional bool scalar input with a default of false (an overridable initializer): models that declare it
-# only compute the explanation outputs when it is fed true. Older models compute them on every run.
-EXPLAIN_INPUT = "explain"
-PROBABILITY_OUTPUT = "negative_probability"
-TERM_OUTPUTS = ("term_row", "term_text", "term_weight")
-REQUIRED_METADATA = ("model_version", "normalizer_version", "threshold", "labels")
-DEFAULT_MODEL_PATH = "model/sentiment.onnx"
 # Batches are scored in chunks of texts of similar length: the graph pads every text of a run to the
 # longest one, and chunks of a sorted batch run side by side on the CPU's cores.
 CHUNK_TEXTS = 64
@@ -67,26 +68,11 @@ def _session_options() -> ort.SessionOptions:
 
 
 def _parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            metadata[key] = json.loads(value)
-        except ValueError:
-            if key in REQUIRED_METADATA:
-                raise ModelLoadError(f"metadata {key!r} is not a JSON document: {value[:80]!r}") from None
-            metadata[key] = value
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ModelLoadError(f"metadata lacks {', '.join(missing)}")
-    version = metadata["model_version"]
-    if not isinstance(version, str) or not version:
-        raise ModelLoadError("metadata 'model_version' must be a non-empty string")
-    threshold = metadata["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-        raise ModelLoadError(f"metadata 'threshold' must be a number in [0, 1], got {threshold!r}")
-    labels = metadata["labels"]
-    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) and x for x in labels)):
-        raise ModelLoadError(f"metadata 'labels' must be two names [negative, positive], got {labels!r}")
+    """The contract's checks, plus the one only serving can make: the normalizer matches this code."""
+    try:
+        metadata = contract.decode_metadata(raw)
+    except ContractError as error:
+        raise ModelLoadError(str(error)) from None
     if str(metadata["normalizer_version"]) != NORMALIZER_VERSION:
         raise ModelLoadError(
             f"model was trained with normalizer version {metadata['normalizer_version']!r}, "
@@ -109,6 +95,7 @@ class SentimentModel:
     __slots__ = (
         "_all_outputs",
         "_explain_feed",
+        "explains",
         "labels",
         "metadata",
         "path",
@@ -124,7 +111,9 @@ class SentimentModel:
         self.version: str = metadata["model_version"]
         self.threshold: float = float(metadata["threshold"])
         self.labels: tuple[str, str] = tuple(metadata["labels"])
-        self._all_outputs = [PROBABILITY_OUTPUT, *TERM_OUTPUTS]
+        term_outputs = contract.explanation_outputs(metadata)
+        self.explains = bool(term_outputs)
+        self._all_outputs = [PROBABILITY_OUTPUT, *term_outputs]
         optional = {i.name: i.type for i in session.get_overridable_initializers()}
         self._explain_feed = (
             {EXPLAIN_INPUT: np.array(True)} if optional.get(EXPLAIN_INPUT) == "tensor(bool)" else {}
@@ -141,20 +130,17 @@ class SentimentModel:
         except Exception as error:  # onnxruntime raises several unrelated types for unreadable files
             raise ModelLoadError(f"model file {path.name} cannot be read by ONNX Runtime: {error}") from None
         inputs = session.get_inputs()
-        if [(i.name, i.type) for i in inputs] != [(INPUT_NAME, "tensor(string)")]:
+        if [(i.name, i.type) for i in inputs] != [(INPUT_NAME, INPUT_TYPE)]:
             found = ", ".join(f"{i.name} {i.type}" for i in inputs)
             raise ModelLoadError(f"model must take one string tensor input {INPUT_NAME!r}, found: {found}")
-        outputs = {o.name: o.type for o in session.get_outputs()}
-        expected = {
-            PROBABILITY_OUTPUT: "tensor(float)",
-            "term_row": "tensor(int64)",
-            "term_text": "tensor(string)",
-            "term_weight": "tensor(float)",
-        }
-        wrong = [f"{name} ({kind})" for name, kind in expected.items() if outputs.get(name) != kind]
+        raw_metadata = session.get_modelmeta().custom_metadata_map
+        outputs = dict.fromkeys(OUTPUT_TYPES, "absent") | {o.name: o.type for o in session.get_outputs()}
+        declared = contract.explanation_outputs(contract.decode_metadata(raw_metadata, strict=False))
+        expected = [PROBABILITY_OUTPUT, *declared]
+        wrong = [f"{name} ({OUTPUT_TYPES[name]})" for name in expected if outputs[name] != OUTPUT_TYPES[name]]
         if wrong:
             raise ModelLoadError(f"model lacks the outputs {', '.join(wrong)}")
-        model = cls(session, _parse_metadata(session.get_modelmeta().custom_metadata_map), path)
+        model = cls(session, _parse_metadata(raw_metadata), path)
         model._probe()
         return model
 
@@ -162,7 +148,7 @@ class SentimentModel:
         """Score a few texts once, so that a graph that fails at run time is refused at load time."""
         probe = ["", "good morning !", "the flight was delayed again ?"]
         try:
-            predictions = self.predict(probe, explain=True)
+            predictions = self.predict(probe, explain=self.explains)
         except Exception as error:
             raise ModelLoadError(f"model failed its probe run: {error}") from None
         for prediction in predictions:
@@ -174,9 +160,10 @@ class SentimentModel:
                 )
 
     def predict(self, raw_texts: list[str], explain: bool = False, top_k: int = 5) -> list[Prediction]:
-        """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution."""
+        """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution (models
+        without explanation outputs answer ``explanation=None``: check ``explains`` first)."""
         texts = [normalize(text) for text in raw_texts]
-        if not explain:
+        if not (explain and self.explains):
             probabilities = negative_probabilities(self.session, texts).tolist()
             return [Prediction(self._label(p), p, None) for p in probabilities]
         probabilities, explanations = [0.0] * len(texts), [None] * len(texts)

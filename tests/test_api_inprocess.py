@@ -153,7 +153,13 @@ def test_health_names_the_loaded_model(fns, model, openapi_document):  # noqa: F
     answer = call_function(fns, "health")
     assert answer.status == 200
     assert_matches_document(openapi_document, "/health", "get", answer)
-    assert answer.json() == {"status": "ok", "model_version": model.version, "model_loaded": True}
+    assert answer.json() == {
+        "status": "ok",
+        "model_version": model.version,
+        "model_loaded": True,
+        "threshold": model.threshold,
+        "labels": list(model.labels),
+    }
 
 
 def test_ui_is_served_under_a_strict_policy_pinned_to_its_inline_code(fns):

@@ -283,7 +283,13 @@ def test_package_serves_in_a_fresh_environment(azure_package, worker_python):
     print(json.dumps(summary, indent=2))
     assert {"predict", "feedback", "health", "ui", "openapi"} <= set(summary["functions"])
     info = json.loads((out / "build_info.json").read_text())
-    assert summary["health"] == {"status": "ok", "model_version": info["model_version"], "model_loaded": True}
+    assert summary["health"] == {
+        "status": "ok",
+        "model_version": info["model_version"],
+        "model_loaded": True,
+        "threshold": info["threshold"],
+        "labels": info["labels"],
+    }
     assert summary["predict"]["status"] == 200
     assert summary["predict"]["model_version"] == info["model_version"]
     for module, path in summary["loaded_from"].items():

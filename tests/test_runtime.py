@@ -270,3 +270,27 @@ def test_a_model_without_the_explain_input_still_explains(model, tmp_path):
             (p.label, p.negative_probability, p.explanation) for p in model.predict(texts, explain)
         ]
     assert all(p.explanation for p in older.predict(texts[:2], explain=True))
+
+
+def test_a_model_that_declares_no_explanation_outputs_loads_and_scores(tmp_path, model):
+    """``explanation_outputs: []`` in the metadata: the graph may lack the term outputs; it still scores
+    the same, and says it cannot explain."""
+    proto = onnx.load(str(model_path()))
+    kept = [output for output in proto.graph.output if output.name == "negative_probability"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    props = {p.key: p.value for p in proto.metadata_props}
+    helper.set_model_props(proto, props | {"explanation_outputs": "[]"})
+    target = tmp_path / "no_terms.onnx"
+    onnx.save(proto, str(target))
+    lean = SentimentModel.load(target)
+    assert lean.explains is False and model.explains is True
+    texts = ["not bad at all", "lost my bag again"]
+    assert [p.explanation for p in lean.predict(texts, explain=True)] == [None, None]
+    assert [p.negative_probability for p in lean.predict(texts)] == [
+        p.negative_probability for p in model.predict(texts)
+    ]
+    helper.set_model_props(proto, props)  # without the declaration, the missing outputs are refused
+    onnx.save(proto, str(target))
+    with pytest.raises(ModelLoadError, match="lacks the outputs term_row"):
+        SentimentModel.load(target)

@@ -17,6 +17,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from serving import contract
 from training import plots
 from training.metrics import HEADLINE, binary_metrics
 
@@ -41,14 +42,14 @@ def load_model(path: Path | str) -> LoadedModel:
         from training.onnx_export import open_session, score
 
         session = open_session(path)
-        metadata = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
-        threshold = float(metadata.get("threshold", 0.5))
+        metadata = contract.decode_metadata(session.get_modelmeta().custom_metadata_map, strict=False)
+        threshold = float(metadata.get(contract.THRESHOLD, contract.DEFAULT_THRESHOLD))
         return LoadedModel(path, "onnx", threshold, metadata, lambda texts: score(session, list(texts)))
     if path.suffix == ".joblib":
         import joblib
 
         model = joblib.load(path)
-        threshold = float(getattr(model, "threshold", 0.5))
+        threshold = float(getattr(model, "threshold", contract.DEFAULT_THRESHOLD))
         metadata = {"params": {k: repr(v) for k, v in model.get_params().items()}}
         return LoadedModel(
             path, "joblib", threshold, metadata, lambda texts: model.predict_proba(list(texts))[:, 0]

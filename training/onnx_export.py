@@ -40,15 +40,16 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from serving import contract
 from serving.normalizer import NORMALIZER_VERSION, normalize
 from serving.runtime import negative_probabilities
 from training.text_model import FeatureBlock, TweetSentimentModel, describe
 
-INPUT = "text"
+INPUT = contract.INPUT_NAME
 # Optional bool scalar input (an initializer, default false): true fills the explanation outputs.
-EXPLAIN = "explain"
-OUTPUTS = ("negative_probability", "term_row", "term_text", "term_weight")
-LABELS = ["negative", "positive"]
+EXPLAIN = contract.EXPLAIN_INPUT
+OUTPUTS = (contract.PROBABILITY_OUTPUT, *contract.TERM_OUTPUTS)
+LABELS = list(contract.LABELS)
 OPSETS = {"": 21, "ai.onnx.ml": 4, "com.microsoft": 1}
 # A Tokenizer with tokenexp "." only ever yields one-character tokens, so a two-character pad value can
 # never be mistaken for a character of the text.
@@ -445,7 +446,7 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
         rows, contributions = (_concat(g, [p[i] for p in parts]) for i in (0, 2))
         logits = g.op("ScatterElements", [intercept, rows, contributions], reduction="add")
     probability = g.op("Sigmoid", [g.op("Neg", [logits])])
-    g.nodes.append(helper.make_node("Cast", [probability], ["negative_probability"], to=TensorProto.FLOAT))
+    g.nodes.append(helper.make_node("Cast", [probability], [OUTPUTS[0]], to=TensorProto.FLOAT))
     then_branch, else_branch = _explanation_branches(explanation, parts, blocks)
     g.nodes.append(
         helper.make_node(
@@ -466,7 +467,7 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
             helper.make_tensor_value_info(EXPLAIN, TensorProto.BOOL, []),
         ],
         [
-            helper.make_tensor_value_info("negative_probability", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info(OUTPUTS[0], TensorProto.FLOAT, ["N"]),
             helper.make_tensor_value_info("term_row", TensorProto.INT64, ["M"]),
             helper.make_tensor_value_info("term_text", TensorProto.STRING, ["M"]),
             helper.make_tensor_value_info("term_weight", TensorProto.FLOAT, ["M"]),
@@ -501,6 +502,7 @@ def to_onnx(model: TweetSentimentModel, metadata: dict) -> onnx.ModelProto:
     values.update(
         threshold=float(model.threshold),
         labels=LABELS,
+        explanation_outputs=list(contract.TERM_OUTPUTS),
         n_features=int(model.n_features_),
         params=describe(model),
     )
@@ -526,7 +528,9 @@ def open_session(onnx_path_or_bytes) -> ort.InferenceSession:
         onnx_path_or_bytes = onnx_path_or_bytes.SerializeToString()
     if isinstance(onnx_path_or_bytes, Path):
         onnx_path_or_bytes = str(onnx_path_or_bytes)
-    return ort.InferenceSession(onnx_path_or_bytes, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the overridable ``explain`` initializer is intended, not a warning
+    return ort.InferenceSession(onnx_path_or_bytes, options, providers=["CPUExecutionProvider"])
 
 
 def score(session: ort.InferenceSession, normalized_texts: list[str]) -> np.ndarray:
