@@ -6,7 +6,7 @@ still imports and indexes, and ``health``/``predict`` answer 503 with the reason
 exception is what Azure reports as "0 functions found".
 
 Every route accepts every method and answers a wrong one with the JSON 405 of CONTRACT itself, so the
-answer is the same under ``func start``, in Azure and through ``serving.local_host``.
+answer is the same under ``func start``, in Azure and through ``devtools.local_host``.
 """
 
 import functools
@@ -29,7 +29,7 @@ from serving.http import (
     require_method,
 )
 from serving.openapi import document
-from serving.runtime import load_configured_model
+from serving.runtime import SentimentModel, load_configured_model
 
 UI_PAGE = Path(__file__).resolve().parent / "serving" / "static" / "ui.html"
 PLACEHOLDER_PAGE = (
@@ -53,7 +53,10 @@ OPENAPI_BODY = json_response(document(LABELS)).get_body()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
-def answers_json_errors(handler: Callable[[func.HttpRequest], func.HttpResponse]):
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def answers_json_errors(handler: Handler) -> Handler:
     """Refused requests become their JSON error. Anything else is a bug: log it with its traceback and
     answer a JSON 503 that says to retry, never a 500 with a stack trace (the fuzz tests assert this
     path is never taken)."""
@@ -73,7 +76,7 @@ def answers_json_errors(handler: Callable[[func.HttpRequest], func.HttpResponse]
     return endpoint
 
 
-def _require_model():
+def _require_model() -> SentimentModel:
     if MODEL_STATE.model is None:
         raise ApiError(503, "model_unavailable", f"the model is not loaded: {MODEL_STATE.reason}")
     return MODEL_STATE.model

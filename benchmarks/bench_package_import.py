@@ -24,7 +24,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.telemetry_sink import OFFLINE_ENV  # noqa: E402
+from devtools.telemetry_sink import OFFLINE_ENV  # noqa: E402
 
 IMPORT_APP = """
 import os, sys, time

@@ -8,7 +8,7 @@ Measured: in-process single-text latency (through the registered ``predict`` fun
 the model runtime alone) and a batch of 1,000 texts; cold start in fresh processes (import + model load +
 first prediction; median of several runs) with the import-time breakdown from ``python -X importtime``;
 HTTP latency at 1 and 16 concurrent clients, and at 16 clients pausing 40 ms between requests, against
-``python -m serving.local_host`` (its uvicorn worker processes; the "server" field says which) with
+``python -m devtools.local_host`` (its uvicorn worker processes; the "server" field says which) with
 ``wrk``, with the answers counted by status class; and the memory of the host's processes. Samples of
 the two ways are interleaved in rounds so that noise from other work on the machine hits both alike.
 ``--http-only`` runs the HTTP part alone.
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.local_host import HostProcess
-from tests.telemetry_sink import OFFLINE_ENV
+from devtools.local_host import HostProcess
+from devtools.telemetry_sink import OFFLINE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
@@ -253,7 +253,7 @@ def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dic
 
 # --------------------------------------------------------------------------------------------------- HTTP
 class LocalHost(HostProcess):
-    """``python -m serving.local_host --port 0 [--workers N]`` in a subprocess (``HostProcess``), with the
+    """``python -m devtools.local_host --port 0 [--workers N]`` in a subprocess (``HostProcess``), with the
     memory of its whole process tree."""
 
     def __init__(self, model_path: Path, workers: int | None = None):

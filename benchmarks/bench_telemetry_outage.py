@@ -25,7 +25,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.telemetry_sink import OFFLINE_ENV, IngestionSink  # noqa: E402
+from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink  # noqa: E402
 
 SCENARIOS = ("off", "ok", "down", "500", "slow")
 TARGET_RATIO = 2.0

@@ -47,7 +47,6 @@ REQUIRED_FILES = (
     PurePosixPath("requirements.txt"),
 )
 APP_PARTS = {"function_app.py", "host.json", "requirements.txt", "serving", "model"}
-DEV_ONLY_FILES = {PurePosixPath("serving/local_host.py")}
 
 # The Azure runtime: Linux x86-64, CPython 3.13 (CONTRACT). Newest manylinux tag first.
 TARGET_PYTHON = "3.13"
@@ -102,7 +101,6 @@ def check_selection(files: list[PurePosixPath]) -> None:
         str(f)
         for f in files
         if f.parts[0] not in APP_PARTS
-        or f in DEV_ONLY_FILES
         or (f.parts[0] == "model" and f.suffix != ".onnx")
         or (len(f.parts) == 1 and f.parts[0] in {"serving", "model"})
     ]

@@ -2,10 +2,11 @@
 
     python scripts/check_package.py build/functionapp
 
-Creates a fresh virtual environment holding only the Functions worker library (azure-functions-runtime,
-which Azure provides, so it is never put in the package), then runs this same file in it with
-`python -I` (no PYTHONPATH, no user site, no repository on sys.path) and the package folder as the
-working directory. Inside, the worker's own indexer loads function_app.py from the package and
+Creates a fresh virtual environment holding only the Functions worker library (azure-functions-runtime, at
+the version requirements.txt pins), then runs this same file in it with `python -I` (no PYTHONPATH, no
+user site, no repository on sys.path) and the package folder as the working directory. On Python 3.13
+Azure runs the worker version the app's requirements pin, so the package carries that library too and the
+probe checks that its copy is the one loaded. Inside, the worker's own indexer loads function_app.py and
 registers every function, exactly the step that reports "0 functions found" in Azure when an import
 fails; then /api/health and one /api/predict are answered through the registered functions, and the
 modules in use are checked to come from the package. Prints a JSON summary; exits non-zero on failure.
@@ -35,7 +36,7 @@ FORBIDDEN_MODULES = (
     "onnx",
     "pandas",
     "mlflow",
-    "serving.local_host",
+    "devtools",
     "uvicorn",
     "uvloop",
     "httptools",
@@ -57,8 +58,8 @@ class PackageCheckError(AssertionError):
 
 
 def worker_requirement() -> str:
-    """The worker version the tests pin in requirements-test.txt (else the latest)."""
-    pins = REPO_ROOT / "requirements-test.txt"
+    """The worker version requirements.txt pins (else the latest)."""
+    pins = REPO_ROOT / "requirements.txt"
     if pins.is_file():
         for line in pins.read_text(encoding="utf-8").splitlines():
             if re.match(rf"^{WORKER_PACKAGE}\s*[=<>~!]", line.strip()):
@@ -177,7 +178,7 @@ def probe(package: Path) -> dict:
     import azure.functions as func
 
     sources = {}
-    for name in ("azure.functions", "numpy", "onnxruntime"):
+    for name in ("azure_functions_runtime", "azure.functions", "numpy", "onnxruntime"):
         module = __import__(name, fromlist=["_"])
         if not _inside(module.__file__, site):
             raise PackageCheckError(f"{name} was loaded from {module.__file__}, not from the package")

@@ -96,7 +96,7 @@ def explanation_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     return () if declared == [] else TERM_OUTPUTS
 
 
-def read_metadata(path: str | os.PathLike, *, strict: bool = True) -> dict[str, Any]:
+def read_metadata(path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:
     """The decoded metadata of an ONNX file (opens it with onnxruntime, which serving already has)."""
     import onnxruntime as ort
 

@@ -187,8 +187,3 @@ def normalize(text: str) -> str:
     if _TRIPLE_LETTER.search(text):
         text = _LONG_REPEAT.sub(r"\1\1", text)
     return " ".join(text.split())  # only spaces are left: split() == collapse runs of spaces, strip
-
-
-def normalize_many(texts: list[str]) -> list[str]:
-    """Normalize a batch, keeping order."""
-    return [normalize(text) for text in texts]

@@ -160,7 +160,7 @@ _BODY_ERRORS = {
     "413": _error("Body over 1 MiB."),
     "415": _error("A content type other than JSON."),
 }
-_KEY = [{"functionKey": []}, {"functionCode": []}]
+_KEY: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionCode": []}]
 _KEY_ERRORS = {
     "401": {"description": "No valid function key: answered by the Functions host in Azure, no body."}
 }

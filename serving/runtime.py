@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import onnxruntime as ort
@@ -41,14 +42,21 @@ class ModelLoadError(RuntimeError):
     """The model file is missing, unreadable or breaks the artifact contract; the message says which."""
 
 
+class Term(TypedDict):
+    """One term of an explanation and its signed contribution to the positive logit."""
+
+    term: str
+    weight: float
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     label: str
     negative_probability: float
-    explanation: list[dict] | None
+    explanation: list[Term] | None
 
 
-def configured_model_path(environ: os._Environ | dict | None = None) -> Path:
+def configured_model_path(environ: Mapping[str, str] | None = None) -> Path:
     """``MODEL_PATH`` (relative paths are taken from the app folder, like the Functions host does)."""
     value = (environ if environ is not None else os.environ).get("MODEL_PATH") or DEFAULT_MODEL_PATH
     path = Path(value)
@@ -67,7 +75,7 @@ def _session_options() -> ort.SessionOptions:
     return options
 
 
-def _parse_metadata(raw: dict[str, str]) -> dict[str, Any]:
+def _parse_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     """The contract's checks, plus the one only serving can make: the normalizer matches this code."""
     try:
         metadata = contract.decode_metadata(raw)
@@ -120,7 +128,7 @@ class SentimentModel:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SentimentModel:
+    def load(cls, path: str | os.PathLike[str]) -> SentimentModel:
         """Open the file with the CPU provider and check it honours the artifact contract."""
         path = Path(path)
         if not path.is_file():
@@ -164,17 +172,17 @@ class SentimentModel:
         without explanation outputs answer ``explanation=None``: check ``explains`` first)."""
         texts = [normalize(text) for text in raw_texts]
         if not (explain and self.explains):
-            probabilities = negative_probabilities(self.session, texts).tolist()
-            return [Prediction(self._label(p), p, None) for p in probabilities]
-        probabilities, explanations = [0.0] * len(texts), [None] * len(texts)
+            scores: list[float] = negative_probabilities(self.session, texts).tolist()
+            return [Prediction(self._label(p), p, None) for p in scores]
+        probabilities: list[float] = [0.0] * len(texts)
+        explanations: list[list[Term] | None] = [None] * len(texts)
 
         def explain_chunk(rows: list[int], batch: np.ndarray) -> None:
-            chunk_probabilities, *terms = self.session.run(
+            chunk_probabilities, term_rows, term_texts, term_weights = self.session.run(
                 self._all_outputs, {INPUT_NAME: batch} | self._explain_feed
             )
-            for row, p, explanation in zip(
-                rows, chunk_probabilities.tolist(), _top_terms(len(rows), *terms, top_k), strict=True
-            ):
+            top = _top_terms(len(rows), term_rows, term_texts, term_weights, top_k)
+            for row, p, explanation in zip(rows, chunk_probabilities.tolist(), top, strict=True):
                 probabilities[row], explanations[row] = p, explanation
 
         _each_chunk(texts, explain_chunk)
@@ -199,7 +207,7 @@ def negative_probabilities(session: ort.InferenceSession, texts: list[str]) -> n
     return result
 
 
-def _each_chunk(texts: list[str], work) -> None:
+def _each_chunk(texts: list[str], work: Callable[[list[int], np.ndarray], None]) -> None:
     """Call ``work(rows, batch)`` (``batch``: those rows' texts as the graph's input) on chunks of at most
     ``CHUNK_TEXTS`` rows of similar length, in parallel when there are several (onnxruntime releases
     the GIL while it runs)."""
@@ -230,9 +238,9 @@ def _chunk_pool() -> ThreadPoolExecutor | None:
 
 def _top_terms(
     n_rows: int, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray, top_k: int
-) -> list[list[dict]]:
+) -> list[list[Term]]:
     """Per row, the ``top_k`` terms with the largest |weight|, largest first (stable on ties)."""
-    explanations: list[list[dict]] = [[] for _ in range(n_rows)]
+    explanations: list[list[Term]] = [[] for _ in range(n_rows)]
     inside = (rows >= 0) & (rows < n_rows)
     rows, terms, weights = rows[inside], terms[inside], weights[inside]
     if len(rows) == 0:
@@ -257,7 +265,7 @@ class ModelState:
     configured_path: str
 
 
-def load_configured_model(environ: dict | None = None) -> ModelState:
+def load_configured_model(environ: Mapping[str, str] | None = None) -> ModelState:
     """Load ``MODEL_PATH`` without ever raising: the app must import and index even without a model."""
     env = environ if environ is not None else os.environ
     configured = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH

@@ -97,7 +97,7 @@ def call_function(
 def local_host(registered_functions) -> Iterator[str]:
     """The local host's HTTP server (uvicorn and its ASGI app) serving the registered functions on
     127.0.0.1:<ephemeral>, in a thread of the test process; yields the base URL."""
-    from serving.local_host import ThreadedHost
+    from devtools.local_host import ThreadedHost
 
     with ThreadedHost(list(registered_functions.values())) as base_url:
         yield base_url

@@ -27,8 +27,8 @@ from pathlib import Path
 import duckdb_kql
 import pytest
 
+from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink
 from serving import telemetry
-from tests.telemetry_sink import OFFLINE_ENV, IngestionSink
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUERIES = REPO_ROOT / "infra" / "queries"

@@ -145,7 +145,7 @@ def test_a_body_over_the_host_limit_is_refused_with_a_json_413_before_it_is_read
 
 
 def test_a_chunked_body_over_the_host_limit_is_refused_with_a_json_413(template_host, monkeypatch):
-    from serving import local_host as host_module
+    from devtools import local_host as host_module
 
     monkeypatch.setattr(host_module, "MAX_REQUEST_BYTES", 1000)
     chunk = b"258\r\n" + b"x" * 600 + b"\r\n"  # 0x258 = 600 bytes
@@ -187,11 +187,11 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_the_module_command_serves_the_app(tmp_path):
-    """``python -m serving.local_host --port N`` is what the README and scripts/serve.sh run."""
+    """``python -m devtools.local_host --port N`` is what the README and scripts/serve.sh run."""
     port = _free_port()
     env_model = str(model_path())
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.local_host", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "devtools.local_host", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO_ROOT,
         env={"PATH": "/usr/bin:/bin", "MODEL_PATH": env_model, "PYTHONPATH": str(REPO_ROOT)},
         stdout=subprocess.PIPE,
@@ -223,7 +223,7 @@ def template_host():
     """A separate little app with route templates, served by the same local host code."""
     import azure.functions as func
 
-    from serving.local_host import ThreadedHost
+    from devtools.local_host import ThreadedHost
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 

@@ -1,4 +1,4 @@
-"""``python -m serving.local_host`` as a process tree over real HTTP on 127.0.0.1: worker processes start,
+"""``python -m devtools.local_host`` as a process tree over real HTTP on 127.0.0.1: worker processes start,
 each loads the app once and serves; a worker that dies is replaced; SIGTERM, Ctrl+C or the supervisor's
 death stops every worker and frees the port."""
 
@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from serving.local_host import HostProcess
+from devtools.local_host import HostProcess
+from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink
 from tests.app_fixtures import REPO_ROOT, HttpClient, model_path
-from tests.telemetry_sink import OFFLINE_ENV, IngestionSink
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 120
@@ -39,7 +39,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
 
 
 def start_host(*args: str, new_session: bool = False, **settings: str) -> HostProcess:
-    """``python -m serving.local_host --port 0 ARGS``; returns once it printed its start-up lines."""
+    """``python -m devtools.local_host --port 0 ARGS``; returns once it printed its start-up lines."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "MODEL_PATH": str(model_path()),
@@ -177,7 +177,7 @@ def test_one_worker_serves_in_the_supervisor_process():
 
 def test_workers_must_be_positive():
     done = subprocess.run(
-        [sys.executable, "-m", "serving.local_host", "--workers", "0"],
+        [sys.executable, "-m", "devtools.local_host", "--workers", "0"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -190,7 +190,7 @@ def test_workers_must_be_positive():
 def test_a_worker_that_cannot_load_the_app_stops_the_host(tmp_path):
     (tmp_path / "function_app.py").write_text("raise RuntimeError('broken app')\n")
     done = subprocess.run(
-        [sys.executable, "-m", "serving.local_host", "--port", "0", "--workers", "2"],
+        [sys.executable, "-m", "devtools.local_host", "--port", "0", "--workers", "2"],
         cwd=tmp_path,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": f"{tmp_path}:{REPO_ROOT}"},
         capture_output=True,

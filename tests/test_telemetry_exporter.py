@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink
 from serving import telemetry
-from tests.telemetry_sink import OFFLINE_ENV, IngestionSink
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = REPO_ROOT / "model" / "sentiment.onnx"

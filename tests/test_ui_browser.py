@@ -1,5 +1,5 @@
 """The test page in a real browser: headless Debian chromium, driven by Playwright, against the app served
-by ``python -m serving.local_host`` on a free loopback port.
+by ``python -m devtools.local_host`` on a free loopback port.
 
 It scores a tweet with the keyboard, reads the label, probability and explanation the page shows (and
 checks them against the API's own answer), reports the prediction as wrong and sees the acknowledgement,
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from playwright import sync_api as playwright_api
 
-from serving.local_host import HostProcess
-from tests.telemetry_sink import OFFLINE_ENV
+from devtools.local_host import HostProcess
+from devtools.telemetry_sink import OFFLINE_ENV
 
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
@@ -73,7 +73,7 @@ class LocalHost(HostProcess):
 
 
 def start_local_host(**settings: str) -> LocalHost:
-    """``python -m serving.local_host --port 0``; the port it picked is read from its start-up lines."""
+    """``python -m devtools.local_host --port 0``; the port it picked is read from its start-up lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_CONNECTION")}
     env.update(OFFLINE_ENV, PYTHONUNBUFFERED="1", **settings)
     host = LocalHost(env=env)

@@ -1,6 +1,6 @@
 """Serve the function app over HTTP without Azure Functions Core Tools.
 
-``python -m serving.local_host [--host 127.0.0.1] [--port 7071] [--workers N] [--verbose]`` serves the
+``python -m devtools.local_host [--host 127.0.0.1] [--port 7071] [--workers N] [--verbose]`` serves the
 app's own registered functions (``app.get_functions()``: their routes, methods and code, not a second
 route table) under ``/api``, the way ``func start`` does: route templates (``{x}``, ``{x?}``,
 ``{*rest}``), real ``func.HttpRequest`` objects, a JSON 404 for unknown routes, a JSON 405 for methods a
@@ -55,7 +55,7 @@ KEEP_ALIVE_S = 130  # the Functions host's (Kestrel's) idle keep-alive timeout
 STARTUP_TIMEOUT_S = 120  # import + model load of one worker, on a busy machine
 STOP_TIMEOUT_S = 10
 SHUTDOWN_FLUSH_MS = 5_000  # telemetry flush on stop, within the supervisor's patience
-log = logging.getLogger("serving.local_host")
+log = logging.getLogger("devtools.local_host")
 
 _PREFIX = f"/{ROUTE_PREFIX}/"
 _JSON = (b"content-type", b"application/json; charset=utf-8")
@@ -631,14 +631,14 @@ def default_workers() -> int:
 
 
 class HostProcess:
-    """``python -m serving.local_host --host 127.0.0.1 --port 0 ARGS`` as a child process, for tests and
+    """``python -m devtools.local_host --host 127.0.0.1 --port 0 ARGS`` as a child process, for tests and
     benchmarks: returns once the host printed its last start-up line (every worker is then ready), with
     the base URL and the server it printed, and the start of what it wrote to stderr."""
 
     LOG_LINES = 1000
 
     def __init__(self, *args: str, env: dict[str, str], new_session: bool = False, timeout_s: float = 120):
-        self.command = ["python", "-m", "serving.local_host", "--host", "127.0.0.1", "--port", "0", *args]
+        self.command = ["python", "-m", "devtools.local_host", "--host", "127.0.0.1", "--port", "0", *args]
         self.process = subprocess.Popen(
             [sys.executable, *self.command[1:]],
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -686,7 +686,7 @@ class HostProcess:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.local_host", description=__doc__.split("\n\n")[0]
+        prog="python -m devtools.local_host", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7071, help="port (default 7071, like func start; 0: any)")

@@ -4,7 +4,7 @@ The real Azure Monitor exporter is pointed at it through a connection string, so
 see exactly the envelopes that would reach Azure. Modes: ``ok`` (accepts everything), ``500`` (answers
 Internal Server Error), ``slow`` (accepts after ``delay`` seconds), ``down`` (nothing listens on the port).
 
-    python -m tests.telemetry_sink --mode ok     # prints the connection string, then serves until Ctrl+C
+    python -m devtools.telemetry_sink --mode ok     # prints the connection string, then serves until Ctrl+C
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Development tools, never deployed: the local HTTP host and the loopback telemetry sink."""
