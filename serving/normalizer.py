@@ -4,8 +4,11 @@ Training fits the model on ``normalize(text)`` and serving scores ``normalize(te
 never disagree about what a token is. Standard library only: serving must not pay for anything heavier.
 
 Output contract (the ONNX graph relies on it): lowercase ASCII tokens made of ``[a-z0-9_]`` plus the
-punctuation tokens ``!`` and ``?``, separated by single spaces, no leading or trailing space. The
-function is idempotent: ``normalize(normalize(t)) == normalize(t)``.
+punctuation tokens ``!`` and ``?``, separated by single spaces, no leading or trailing space, at most
+``MAX_OUTPUT_CHARS`` characters. The function is idempotent: ``normalize(normalize(t)) == normalize(t)``.
+
+Cost: linear in the input for every input (no pattern backtracks over a run more than once; see
+``_url_chunk``), and the output is at most ``MAX_OUTPUT_CHARS`` long.
 
 Bump ``NORMALIZER_VERSION`` whenever the output for any input changes: the version is stored in the
 model, and a model trained with another version must be retrained.
@@ -23,7 +26,12 @@ import re
 import string
 import unicodedata
 
-NORMALIZER_VERSION = "1"
+NORMALIZER_VERSION = "2"
+# Symbols become their names (up to ~90 characters for one character), so the output is capped: the
+# model's work and memory follow this length, not the input's. Version 2 added the cap; no training
+# text comes near it (the longest normalized shared tweet has 490 characters), so version-1 models were
+# re-stamped, not retrained.
+MAX_OUTPUT_CHARS = 10_000
 
 URL_TOKEN = "url"
 USER_TOKEN = "user"
@@ -89,8 +97,43 @@ def _repair_mojibake(text: str) -> str:
     return text
 
 
+# The same two alternatives as ``_URL``, for the linear scan in ``_url_chunk``: where a URL may start
+# with a scheme, and the run of host characters that may start the bare-domain form (possessive: it never
+# gives back characters, so each run is read once).
+_URL_SCHEME = re.compile(r"(?:https?://|www\.)\S", re.IGNORECASE)
+_HOST_RUN = re.compile(r"(?<!\w)[a-z0-9][a-z0-9.-]*+", re.IGNORECASE)
+_HOST_WITH_DOMAIN = re.compile(
+    r"[a-z0-9][a-z0-9.-]*\.(?:com|net|org|ly|co|io|me|gl|tv|fm|us|uk|be)", re.IGNORECASE
+)
+_CHUNK = re.compile(r"\S+")
+
+
+def _url_chunk(match: re.Match[str]) -> str:
+    """One run of non-space characters with ``_URL.sub`` applied, in time linear in its length.
+
+    A ``_URL`` match never crosses a space and always runs to the end of its chunk (``\\S+``, ``/\\S*``),
+    so a chunk holds at most one, from the leftmost start of either alternative. The bare-domain form
+    needs a run of host characters from a word boundary, ending in ".<domain>" right before a "/": every
+    later start in the same run reaches the same end, so a run that fails is skipped whole. (``_URL``
+    itself retries each start and reads the run again: quadratic on "a.a.a.…/".)
+    """
+    chunk = match.group()
+    start = len(chunk)
+    scheme = _URL_SCHEME.search(chunk)
+    if scheme:
+        start = scheme.start()
+    for run in _HOST_RUN.finditer(chunk):
+        if run.start() >= start:
+            break
+        end = run.end()
+        if end < len(chunk) and chunk[end] == "/" and _HOST_WITH_DOMAIN.fullmatch(chunk, run.start(), end):
+            start = run.start()
+            break
+    return chunk if start == len(chunk) else f"{chunk[:start]} {URL_TOKEN} "
+
+
 def _replace_urls(text: str) -> str:
-    """``_URL.sub``, run only over the stretch that can hold a match.
+    """``_URL.sub(" url ", text)``, in linear time, run only over the stretch that can hold a match.
 
     Every match holds "www." or "/" and lies inside one run of non-whitespace. Without "www." (only
     "w" and "W" match "w" ignoring case), nothing before the chunk holding the first "/" or after the
@@ -99,7 +142,7 @@ def _replace_urls(text: str) -> str:
     of a word or of a match).
     """
     if "www." in text.replace("W", "w"):
-        return _URL.sub(f" {URL_TOKEN} ", text)
+        return _CHUNK.sub(_url_chunk, text)
     first_slash = text.find("/")
     if first_slash < 0:
         return text
@@ -107,15 +150,15 @@ def _replace_urls(text: str) -> str:
     end = text.find(" ", text.rfind("/"))
     if end < 0:
         end = len(text)
-    return text[:start] + _URL.sub(f" {URL_TOKEN} ", text[start:end]) + text[end:]
+    return text[:start] + _CHUNK.sub(_url_chunk, text[start:end]) + text[end:]
 
 
 def _symbol_name(char: str) -> str:
     """``"😂"`` -> ``" face_with_tears_of_joy "``: emoji carry sentiment, so keep them as words."""
-    name = unicodedata.name(char, "")
-    if not name:
-        return " "
-    return " " + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + " "
+    # Character names hold only A-Z, 0-9, spaces and hyphens: splitting on the last two and joining with
+    # "_" is re.sub("[^a-z0-9]+", "_", name).strip("_"), without a regex per character.
+    words = unicodedata.name(char, "").lower().replace("-", " ").split()
+    return f" {'_'.join(words)} " if words else " "
 
 
 @functools.lru_cache(maxsize=8192)
@@ -186,4 +229,11 @@ def normalize(text: str) -> str:
         text = _QUESTIONS.sub(" ? ", text)
     if _TRIPLE_LETTER.search(text):
         text = _LONG_REPEAT.sub(r"\1\1", text)
-    return " ".join(text.split())  # only spaces are left: split() == collapse runs of spaces, strip
+    text = " ".join(text.split())  # only spaces are left: split() == collapse runs of spaces, strip
+    return text if len(text) <= MAX_OUTPUT_CHARS else _cut(text)
+
+
+def _cut(text: str) -> str:
+    """The leading tokens that fit in ``MAX_OUTPUT_CHARS`` (the first token's head if none does)."""
+    end = text.rfind(" ", 0, MAX_OUTPUT_CHARS + 1)
+    return text[:end] if end > 0 else text[:MAX_OUTPUT_CHARS]

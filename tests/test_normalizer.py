@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import unicodedata
 
 from hypothesis import given, settings
@@ -74,7 +75,10 @@ def _plain_normalize(text: str) -> str:
     text = re.sub(r"\?+", " ? ", text)
     text = re.sub(r"[^a-z0-9_!? ]+", " ", text)
     text = normalizer._LONG_REPEAT.sub(r"\1\1", text)
-    return re.sub(r" {2,}", " ", text).strip()
+    text = re.sub(r" {2,}", " ", text).strip()
+    while len(text) > normalizer.MAX_OUTPUT_CHARS:  # drop whole tokens from the end
+        text = text.rsplit(" ", 1)[0] if " " in text else text[: normalizer.MAX_OUTPUT_CHARS]
+    return text
 
 
 @settings(max_examples=1500, deadline=None)
@@ -157,3 +161,59 @@ def test_empty_and_long_inputs():
 
 def test_version_is_a_string():
     assert isinstance(NORMALIZER_VERSION, str) and NORMALIZER_VERSION
+
+
+# Runs that made the old URL pattern backtrack (every start re-read the run), and their neighbours.
+adversarial_runs = st.builds(
+    lambda unit, count, tail: unit * count + tail,
+    st.sampled_from(["a.", "a-", "a", "a.b", "ab.", ".a", "www.a.", "http", "x.co", "a.com", "@", "#", ":)"]),
+    st.integers(min_value=1, max_value=600),
+    st.sampled_from(["/", ".com/", ".com/x", "/x", "", " ", "a", ".co", "http://x", "WWW.x", "é/"]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(adversarial_runs, shortcut_pieces), max_size=4).map("".join))
+def test_linear_url_scan_matches_the_url_pattern(text):
+    """The linear scan replaces exactly what ``_URL.sub`` replaces, on the inputs that made it slow."""
+    assert normalizer._replace_urls(text) == normalizer._URL.sub(" url ", text)
+
+
+def test_url_scan_edge_cases():
+    cases = [
+        "awww.a.com/",  # a bare domain that starts before "www.": the leftmost start wins
+        "xhttp://a",
+        "http://",  # a scheme needs a character after it
+        "a.b.co/x http://y z",
+        "é.com/x",  # no word boundary before "."
+        "ab-.co/ x.uk/",
+        "a." * 50 + "/",
+    ]
+    for text in cases:
+        assert normalizer._replace_urls(text) == normalizer._URL.sub(" url ", text), text
+
+
+def _seconds(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        normalize(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_cost_grows_linearly_on_backtracking_inputs():
+    """8x the input must cost well under 64x (what a quadratic pass costs): the old URL pattern took
+    0.5 s on 5,000 characters of "a." then "/". A ratio, so a slow machine does not fail it."""
+    for unit, tail in (("a.", "/"), ("a-", ".co"), ("www.a.", "/"), ("8D", "a")):
+        small, large = unit * 2_500 + tail, unit * 20_000 + tail
+        ratio = _seconds(large) / max(_seconds(small), 1e-6)
+        assert ratio < 24, (unit, ratio)
+
+
+def test_output_is_capped_at_whole_tokens():
+    arrows = normalize("\u2b83" * 5_000)  # one character, a name of over 70 characters
+    assert len(arrows) <= normalizer.MAX_OUTPUT_CHARS
+    assert set(arrows.split()) == {normalizer._symbol_name("\u2b83").strip()}
+    assert normalize(arrows) == arrows
+    assert normalize("word " * 3_000) == " ".join(["word"] * 2_000)
