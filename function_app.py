@@ -11,6 +11,7 @@ answer is the same under ``func start``, in Azure and through ``devtools.local_h
 
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +30,16 @@ from serving.http import (
     require_method,
 )
 from serving.openapi import document
-from serving.runtime import SentimentModel, load_configured_model
+from serving.runtime import OverBudget, SentimentModel, load_configured_model
 
 UI_PAGE = Path(__file__).resolve().parent / "serving" / "static" / "ui.html"
 PLACEHOLDER_PAGE = (
     "<!doctype html><html lang=en><meta charset=utf-8><title>Air Paradis sentiment</title>"
     "<p>The test page is not installed. POST JSON to /api/predict.</p></html>"
 )
+# Wall-clock time one predict request may spend scoring: the largest legal body takes well under a second
+# on one core, so passing this means the instance is overloaded, and the caller is told to retry.
+REQUEST_BUDGET_S = 5.0
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 log = logging.getLogger(f"{telemetry.APP_LOGGER_NAME}.app")
@@ -78,7 +82,7 @@ def answers_json_errors(handler: Handler) -> Handler:
 
 def _require_model() -> SentimentModel:
     if MODEL_STATE.model is None:
-        raise ApiError(503, "model_unavailable", f"the model is not loaded: {MODEL_STATE.reason}")
+        raise ApiError(503, "model_unavailable", f"the model is not loaded: {MODEL_STATE.summary}")
     return MODEL_STATE.model
 
 
@@ -94,7 +98,17 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
         raise ApiError(
             400, "explanation_unavailable", "the served model has no explanation outputs; send explain: false"
         )
-    predictions = model.predict(request.texts, explain=request.explain)
+    try:
+        predictions = model.predict(
+            request.texts, explain=request.explain, deadline=time.monotonic() + REQUEST_BUDGET_S
+        )
+    except OverBudget:
+        raise ApiError(
+            503,
+            "over_budget",
+            f"scoring took over the {REQUEST_BUDGET_S:g} s a request may use; retry, or send fewer texts",
+            (("Retry-After", "1"),),
+        ) from None
     version = model.version
     answers = []
     negatives = 0
@@ -144,7 +158,8 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
 @answers_json_errors
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness and model identity; 503 with the reason when the model failed to load."""
+    """Liveness and model identity; 503 with a short reason when the model failed to load (the full one,
+    with paths and library messages, is in the log only: this route is anonymous)."""
     require_method(req, "GET")
     if MODEL_STATE.model is None:
         return json_response(
@@ -152,7 +167,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
                 "status": "unavailable",
                 "model_version": None,
                 "model_loaded": False,
-                "reason": MODEL_STATE.reason,
+                "reason": MODEL_STATE.summary,
             },
             503,
         )

@@ -103,6 +103,11 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
         charset = re.search(r"charset\s*=\s*\"?([^\";\s]+)", parameters, re.IGNORECASE)
         if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
             raise ApiError(415, "unsupported_media_type", "JSON must be UTF-8 encoded; send charset=utf-8")
+    declared = req.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(  # refused on the header, before the body is touched
+            413, "payload_too_large", f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES}"
+        )
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(

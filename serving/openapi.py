@@ -29,6 +29,7 @@ ERROR_CODES = (
     "unsupported_media_type",
     "model_unavailable",
     "explanation_unavailable",
+    "over_budget",
     "service_unavailable",
 )
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -33,13 +34,21 @@ from serving.contract import (
 from serving.normalizer import NORMALIZER_VERSION, normalize
 
 # Batches are scored in chunks of texts of similar length: the graph pads every text of a run to the
-# longest one, and chunks of a sorted batch run side by side on the CPU's cores.
+# longest one, and chunks of a sorted batch run side by side on the CPU's cores. A chunk holds at most
+# CHUNK_TEXTS texts and CHUNK_CHARS padded characters (about 64 tweets of 500 characters).
 CHUNK_TEXTS = 64
+CHUNK_CHARS = 32_768
 APP_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ModelLoadError(RuntimeError):
-    """The model file is missing, unreadable or breaks the artifact contract; the message says which."""
+    """The model file is missing, unreadable or breaks the artifact contract; the message says which.
+
+    ``summary`` is the short form shown to anonymous callers: no path, no library message."""
+
+    def __init__(self, message: str, summary: str = "the model breaks the artifact contract") -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class Term(TypedDict):
@@ -84,7 +93,8 @@ def _parse_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
     if str(metadata["normalizer_version"]) != NORMALIZER_VERSION:
         raise ModelLoadError(
             f"model was trained with normalizer version {metadata['normalizer_version']!r}, "
-            f"serving has {NORMALIZER_VERSION!r}: retrain or deploy the matching code"
+            f"serving has {NORMALIZER_VERSION!r}: retrain or deploy the matching code",
+            "model built for another normalizer version",
         )
     return metadata
 
@@ -132,11 +142,16 @@ class SentimentModel:
         """Open the file with the CPU provider and check it honours the artifact contract."""
         path = Path(path)
         if not path.is_file():
-            raise ModelLoadError(f"model file not found: {_shown(path)} (set MODEL_PATH or add the file)")
+            raise ModelLoadError(
+                f"model file not found: {_shown(path)} (set MODEL_PATH or add the file)",
+                "model file not found",
+            )
         try:
             session = ort.InferenceSession(str(path), _session_options(), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises several unrelated types for unreadable files
-            raise ModelLoadError(f"model file {path.name} cannot be read by ONNX Runtime: {error}") from None
+            raise ModelLoadError(
+                f"model file {path.name} cannot be read by ONNX Runtime: {error}", "model file unreadable"
+            ) from None
         inputs = session.get_inputs()
         if [(i.name, i.type) for i in inputs] != [(INPUT_NAME, INPUT_TYPE)]:
             found = ", ".join(f"{i.name} {i.type}" for i in inputs)
@@ -158,7 +173,9 @@ class SentimentModel:
         try:
             predictions = self.predict(probe, explain=self.explains)
         except Exception as error:
-            raise ModelLoadError(f"model failed its probe run: {error}") from None
+            raise ModelLoadError(
+                f"model failed its probe run: {error}", "model failed its probe run"
+            ) from None
         for prediction in predictions:
             if not math.isfinite(prediction.negative_probability) or not (
                 0.0 <= prediction.negative_probability <= 1.0
@@ -167,12 +184,15 @@ class SentimentModel:
                     f"model returned an invalid probability {prediction.negative_probability}"
                 )
 
-    def predict(self, raw_texts: list[str], explain: bool = False, top_k: int = 5) -> list[Prediction]:
+    def predict(
+        self, raw_texts: list[str], explain: bool = False, top_k: int = 5, deadline: float | None = None
+    ) -> list[Prediction]:
         """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution (models
-        without explanation outputs answer ``explanation=None``: check ``explains`` first)."""
+        without explanation outputs answer ``explanation=None``: check ``explains`` first). Past
+        ``deadline`` (``time.monotonic()``) it raises ``OverBudget`` instead of going on."""
         texts = [normalize(text) for text in raw_texts]
         if not (explain and self.explains):
-            scores: list[float] = negative_probabilities(self.session, texts).tolist()
+            scores: list[float] = negative_probabilities(self.session, texts, deadline).tolist()
             return [Prediction(self._label(p), p, None) for p in scores]
         probabilities: list[float] = [0.0] * len(texts)
         explanations: list[list[Term] | None] = [None] * len(texts)
@@ -185,7 +205,7 @@ class SentimentModel:
             for row, p, explanation in zip(rows, chunk_probabilities.tolist(), top, strict=True):
                 probabilities[row], explanations[row] = p, explanation
 
-        _each_chunk(texts, explain_chunk)
+        _each_chunk(texts, explain_chunk, deadline)
         return [
             Prediction(self._label(p), p, explanation)
             for p, explanation in zip(probabilities, explanations, strict=True)
@@ -196,30 +216,57 @@ class SentimentModel:
         return self.labels[0] if negative_probability >= self.threshold else self.labels[1]
 
 
-def negative_probabilities(session: ort.InferenceSession, texts: list[str]) -> np.ndarray:
+def negative_probabilities(
+    session: ort.InferenceSession, texts: list[str], deadline: float | None = None
+) -> np.ndarray:
     """The graph's negative probability of each NORMALIZED text, in order (float32)."""
     result = np.empty(len(texts), dtype=np.float32)
 
     def score_chunk(rows: list[int], batch: np.ndarray) -> None:
         result[rows] = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: batch})[0]
 
-    _each_chunk(texts, score_chunk)
+    _each_chunk(texts, score_chunk, deadline)
     return result
 
 
-def _each_chunk(texts: list[str], work: Callable[[list[int], np.ndarray], None]) -> None:
-    """Call ``work(rows, batch)`` (``batch``: those rows' texts as the graph's input) on chunks of at most
-    ``CHUNK_TEXTS`` rows of similar length, in parallel when there are several (onnxruntime releases
-    the GIL while it runs)."""
+class OverBudget(RuntimeError):
+    """Scoring passed its deadline; the chunks not started were skipped."""
+
+
+def chunk_rows(lengths: Sequence[int]) -> list[list[int]]:
+    """Rows grouped in length order, each group at most ``CHUNK_TEXTS`` rows and ``CHUNK_CHARS`` padded
+    characters (rows x longest; a longer text goes alone). The graph pads every text of a run to the
+    longest, so a budget in characters, not texts, is what bounds a run's memory."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for row in order:  # ascending: ``row`` is the longest of its group so far
+        if current and (len(current) == CHUNK_TEXTS or (len(current) + 1) * lengths[row] > CHUNK_CHARS):
+            chunks.append(current)
+            current = []
+        current.append(row)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _each_chunk(
+    texts: list[str], work: Callable[[list[int], np.ndarray], None], deadline: float | None = None
+) -> None:
+    """Call ``work(rows, batch)`` (``batch``: those rows' texts as the graph's input) on the groups of
+    ``chunk_rows``, in parallel when there are several (onnxruntime releases the GIL while it runs).
+    Past ``deadline`` (``time.monotonic()``), the groups not yet started raise ``OverBudget``."""
 
     def run(rows: list[int]) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise OverBudget("scoring passed its deadline")
         work(rows, np.array([texts[row] for row in rows], dtype=object))
 
-    if len(texts) <= CHUNK_TEXTS:
-        run(list(range(len(texts))))
+    lengths = [len(text) for text in texts]
+    if len(texts) <= CHUNK_TEXTS and len(texts) * max(lengths, default=0) <= CHUNK_CHARS:
+        run(list(range(len(texts))))  # the usual request: one run, in input order
         return
-    order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
-    chunks = [order[start : start + CHUNK_TEXTS] for start in range(0, len(order), CHUNK_TEXTS)]
+    chunks = chunk_rows(lengths)
     pool = _chunk_pool()
     if pool is None:
         for chunk in chunks:
@@ -258,11 +305,13 @@ def _top_terms(
 
 @dataclass(frozen=True)
 class ModelState:
-    """What the app knows at start-up: a model, or the reason there is none."""
+    """What the app knows at start-up: a model, or the reason there is none (``reason`` in full for the
+    log, ``summary`` for callers: no paths, no library messages)."""
 
     model: SentimentModel | None
     reason: str | None
     configured_path: str
+    summary: str | None = None
 
 
 def load_configured_model(environ: Mapping[str, str] | None = None) -> ModelState:
@@ -272,6 +321,7 @@ def load_configured_model(environ: Mapping[str, str] | None = None) -> ModelStat
     try:
         return ModelState(SentimentModel.load(configured_model_path(env)), None, configured)
     except ModelLoadError as error:
-        return ModelState(None, str(error), configured)
+        return ModelState(None, str(error), configured, error.summary)
     except Exception as error:  # a loader bug must not become "0 functions found" in Azure
-        return ModelState(None, f"model could not be loaded: {type(error).__name__}: {error}", configured)
+        reason = f"model could not be loaded: {type(error).__name__}: {error}"
+        return ModelState(None, reason, configured, "model could not be loaded")

@@ -282,10 +282,10 @@ def _wrong_input_model(tmp_path):
 @pytest.mark.parametrize(
     ("variant", "reason_part"),
     [
-        ("missing", "not found"),
-        ("garbage", "cannot be read"),
-        ("truncated", "cannot be read"),
-        ("wrong-input", "input"),
+        ("missing", "model file not found"),
+        ("garbage", "model file unreadable"),
+        ("truncated", "model file unreadable"),
+        ("wrong-input", "breaks the artifact contract"),
     ],
 )
 def test_without_a_model_the_app_imports_and_says_why(tmp_path, variant, reason_part):
@@ -301,9 +301,12 @@ def test_without_a_model_the_app_imports_and_says_why(tmp_path, variant, reason_
     assert health["status"] == "unavailable" and health["model_loaded"] is False
     assert health["model_version"] is None
     assert reason_part in health["reason"]
+    # Anonymous callers get the short reason: no path, no library message (those go to the log).
+    assert str(tmp_path) not in out["health"]["body"] and "ONNX" not in health["reason"]
     assert out["predict"]["status"] == 503
     error = json.loads(out["predict"]["body"])["error"]
     assert error["code"] == "model_unavailable" and reason_part in error["message"]
+    assert str(tmp_path) not in error["message"]
     assert out["feedback"]["status"] == 202
     assert out["ui"]["status"] == 200
     assert out["openapi"]["status"] == 200
@@ -324,3 +327,26 @@ def test_an_unexpected_exception_becomes_a_logged_json_503(caplog):
     assert json.loads(response.get_body())["error"]["code"] == "service_unavailable"
     assert b"a bug" not in response.get_body() and b"Traceback" not in response.get_body()
     assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(fns):
+    """Content-Length is checked first: a client announcing 50 MiB gets the 413 whatever it sends."""
+
+    answer = call_function(
+        fns, "predict", "POST", b"{}", {"content-type": "application/json", "content-length": str(50 << 20)}
+    )
+    assert answer.status == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+    assert str(50 << 20) in answer.json()["error"]["message"]
+
+
+def test_a_request_past_its_time_budget_gets_a_json_503_that_says_to_retry(fns, monkeypatch):
+    import function_app
+
+    monkeypatch.setattr(function_app, "REQUEST_BUDGET_S", -1.0)  # already past the deadline
+    answer = call_function(fns, "predict", "POST", {"texts": ["late flight"] * 200})
+    assert answer.status == 503
+    assert answer.json()["error"]["code"] == "over_budget"
+    assert answer.headers["retry-after"] == "1"
+    monkeypatch.undo()
+    assert call_function(fns, "predict", "POST", {"texts": ["late flight"] * 200}).status == 200

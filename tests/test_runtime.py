@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 from serving import runtime
@@ -294,3 +296,32 @@ def test_a_model_that_declares_no_explanation_outputs_loads_and_scores(tmp_path,
     onnx.save(proto, str(target))
     with pytest.raises(ModelLoadError, match="lacks the outputs term_row"):
         SentimentModel.load(target)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40_000), max_size=300))
+def test_chunks_respect_the_text_and_character_budgets(lengths):
+    chunks = runtime.chunk_rows(lengths)
+    assert sorted(row for chunk in chunks for row in chunk) == list(range(len(lengths)))
+    for chunk in chunks:
+        assert len(chunk) <= runtime.CHUNK_TEXTS
+        longest = max(lengths[row] for row in chunk)
+        assert len(chunk) == 1 or len(chunk) * longest <= runtime.CHUNK_CHARS
+
+
+def test_a_passed_deadline_stops_scoring(model):
+    import time
+
+    with pytest.raises(runtime.OverBudget):
+        model.predict(["late again"] * 300, deadline=time.monotonic() - 1)
+    with pytest.raises(runtime.OverBudget):
+        model.predict(["late again"], explain=True, deadline=time.monotonic() - 1)
+    assert len(model.predict(["late again"] * 300, deadline=time.monotonic() + 60)) == 300
+
+
+def test_long_texts_score_the_same_in_character_budget_chunks(model, monkeypatch):
+    """Texts long enough to be chunked alone get the probabilities they get one at a time."""
+    texts = ["delayed " * (200 * (i % 7) + 1) + "awful" for i in range(40)]
+    together = [p.negative_probability for p in model.predict(texts)]
+    alone = [model.predict([text])[0].negative_probability for text in texts]
+    assert together == pytest.approx(alone, abs=1e-6)

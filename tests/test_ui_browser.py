@@ -287,7 +287,7 @@ def test_a_missing_model_is_explained_on_the_page(watched: Watched, tmp_path):
         page.get_by_label("Tweet", exact=True).fill("hello")
         page.get_by_role("button", name="Score tweet").click()
         expect(page.get_by_role("alert")).to_contain_text("Error 503 (model_unavailable)")
-        expect(page.get_by_role("alert")).to_contain_text("absent.onnx")
+        expect(page.get_by_role("alert")).to_contain_text("model file not found")
         expect(page.locator("#result")).to_be_hidden()
         assert watched.violations() == []
         assert watched.page_errors == []
