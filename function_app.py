@@ -30,6 +30,7 @@ from serving.http import (
     require_method,
 )
 from serving.openapi import document
+from serving.prediction_ids import PredictionIds
 from serving.runtime import OverBudget, SentimentModel, load_configured_model
 
 UI_PAGE = Path(__file__).resolve().parent / "serving" / "static" / "ui.html"
@@ -50,6 +51,7 @@ if MODEL_STATE.model is None:
     log.error("model unavailable: %s", MODEL_STATE.reason)
 else:
     log.info("model %s loaded from %s", MODEL_STATE.model.version, MODEL_STATE.configured_path)
+PREDICTION_IDS = PredictionIds.from_settings()
 # Labels are the served model's; without a model, the contract's defaults.
 LABELS = tuple(MODEL_STATE.model.labels) if MODEL_STATE.model else contract.LABELS
 OPENAPI_BODY = json_response(document(LABELS)).get_body()
@@ -115,7 +117,7 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
     total = 0.0
     for prediction in predictions:
         answer = {
-            "prediction_id": uuid.uuid4().hex,
+            "prediction_id": PREDICTION_IDS.issue(),
             "label": prediction.label,
             "negative_probability": prediction.negative_probability,
             "model_version": version,
@@ -142,6 +144,7 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
     require_method(req, "POST")
     request = parse_feedback(read_json_object(req), LABELS)
     feedback_id = uuid.uuid4().hex
+    matched = PREDICTION_IDS.issued(request.prediction_id)
     telemetry.record_feedback(
         feedback_id=feedback_id,
         prediction_id=request.prediction_id,
@@ -150,8 +153,9 @@ def feedback(req: func.HttpRequest) -> func.HttpResponse:
         model_version=MODEL_STATE.model.version if MODEL_STATE.model else "unavailable",
         text=request.text,
         correct=request.correct,
+        matched_prediction=matched,
     )
-    return json_response({"feedback_id": feedback_id, "recorded": True}, 202)
+    return json_response({"feedback_id": feedback_id, "recorded": True, "matched_prediction": matched}, 202)
 
 
 @app.function_name("health")

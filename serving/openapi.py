@@ -78,7 +78,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["prediction_id", "label", "negative_probability", "model_version"],
         "properties": {
-            "prediction_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "prediction_id": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{56}$",
+                "description": "Signed by the service: send it back with feedback.",
+            },
             "label": _LABEL,
             "negative_probability": _PROBABILITY,
             "model_version": {"type": "string"},
@@ -110,8 +114,16 @@ SCHEMAS: dict[str, Any] = {
     },
     "FeedbackAccepted": {
         "type": "object",
-        "required": ["feedback_id", "recorded"],
-        "properties": {"feedback_id": {"type": "string"}, "recorded": {"const": True}},
+        "required": ["feedback_id", "recorded", "matched_prediction"],
+        "properties": {
+            "feedback_id": {"type": "string"},
+            "recorded": {"const": True},
+            "matched_prediction": {
+                "type": "boolean",
+                "description": "Whether prediction_id was issued by this service; unmatched feedback "
+                "is kept but never counts toward the wrong-prediction alert.",
+            },
+        },
     },
     "Health": {
         "type": "object",

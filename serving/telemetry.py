@@ -32,6 +32,7 @@ PREDICTION_ID = "prediction_id"
 PREDICTED_LABEL = "predicted_label"
 NEGATIVE_PROBABILITY = "negative_probability"
 TEXT = "text"
+MATCHED_PREDICTION = "matched_prediction"
 
 # The attribute the exporter reads to make a log record a custom event.
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
@@ -83,7 +84,8 @@ def configure() -> None:
     """Connect the events to Application Insights when this process must do it itself.
 
     Idempotent. In Azure the Functions worker already configured Azure Monitor
-    (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true): configuring again would duplicate every event.
+    (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true): configuring again would duplicate every event;
+    if it did not (no logger provider installed), an error is logged and events stay log-only.
     Without APPLICATIONINSIGHTS_CONNECTION_STRING events stay log-only and the exporter (~0.5 s of
     imports) is never loaded. Never raises.
     """
@@ -99,7 +101,17 @@ def configure() -> None:
 
 def _configure_exporter() -> bool:
     if _env_true(WORKER_TELEMETRY_ENV):
-        return True  # the Functions worker owns the exporter
+        # The worker configures Azure Monitor before it imports the app; the setting alone proves nothing
+        # (the distro may have failed to import or to configure), and events would silently vanish.
+        if _provider_already_set():
+            return True
+        _debug.error(
+            "%s is true but no OpenTelemetry logger provider is configured: the Functions worker did not "
+            "set up Azure Monitor, so custom events reach the log only. Check the worker's startup log "
+            "for an Azure Monitor error and that azure-monitor-opentelemetry is in the package.",
+            WORKER_TELEMETRY_ENV,
+        )
+        return False
     if _provider_already_set():
         return True  # someone in this process configured OpenTelemetry logging already
     connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
@@ -128,12 +140,14 @@ def _configure_exporter() -> bool:
 
 
 def _provider_already_set() -> bool:
-    """True when some OpenTelemetry logger provider is already installed in this process."""
-    if "opentelemetry._logs" not in sys.modules:
-        return False
-    from opentelemetry._logs import NoOpLoggerProvider, ProxyLoggerProvider, get_logger_provider
+    """True when an OpenTelemetry SDK logger provider (what configure_azure_monitor installs) is the
+    global one, rather than the API's default proxy or no-op provider, which drop every record."""
+    if "opentelemetry.sdk._logs" not in sys.modules:
+        return False  # nobody configured the SDK: do not import it just to find that out
+    from opentelemetry._logs import get_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
 
-    return not isinstance(get_logger_provider(), ProxyLoggerProvider | NoOpLoggerProvider)
+    return isinstance(get_logger_provider(), LoggerProvider)
 
 
 def is_exporting() -> bool:
@@ -210,9 +224,11 @@ def record_feedback(
     model_version: str,
     text: str,
     correct: bool,
+    matched_prediction: bool,
 ) -> None:
     """WrongPrediction (with the text, for retraining, unless FEEDBACK_INCLUDE_TEXT=false) or
-    PredictionConfirmed. Unknown prediction_id / negative_probability are left out, not sent empty."""
+    PredictionConfirmed. Unknown prediction_id / negative_probability are left out, not sent empty.
+    ``matched_prediction``: the id was issued by this service (the alert counts only those)."""
     try:
         dimensions = {FEEDBACK_ID: str(feedback_id)}
         if prediction_id is not None:
@@ -221,6 +237,7 @@ def record_feedback(
         if negative_probability is not None:
             dimensions[NEGATIVE_PROBABILITY] = _number(negative_probability)
         dimensions[MODEL_VERSION] = str(model_version)
+        dimensions[MATCHED_PREDICTION] = "true" if matched_prediction else "false"
         if not correct and _env_true(INCLUDE_TEXT_ENV, default=True):
             dimensions[TEXT] = str(text)[:TEXT_MAX_CHARS]
         _emit(PREDICTION_CONFIRMED if correct else WRONG_PREDICTION, dimensions)

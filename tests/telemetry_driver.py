@@ -95,8 +95,9 @@ def _telemetry_calls() -> tuple[Callable[[dict], tuple[int, dict]], Callable[[di
             model_version=version,
             text=body["text"],
             correct=body["correct"],
+            matched_prediction=body.get("prediction_id") is not None,
         )
-        return 202, {"feedback_id": feedback_id, "recorded": True}
+        return 202, {"feedback_id": feedback_id, "recorded": True, "matched_prediction": True}
 
     return predict, feedback
 

@@ -248,6 +248,15 @@ def test_three_wrong_predictions_within_five_minutes_fire(emitted):
     assert scheduled_firings(wrong_predictions_rule(), events) == [T0 + timedelta(minutes=5)]
 
 
+def test_wrong_predictions_about_ids_the_service_never_issued_do_not_fire(emitted):
+    moments = spread(6, T0 + timedelta(seconds=10), timedelta(minutes=2))
+    events = at(emitted["wrong"], moments)
+    assert all(e["data"]["baseData"]["properties"]["matched_prediction"] == "true" for e in events)
+    for envelope in events:
+        envelope["data"]["baseData"]["properties"]["matched_prediction"] = "false"
+    assert not fires_at_any_alignment(wrong_predictions_rule(), events)
+
+
 def test_two_wrong_predictions_do_not_fire(emitted):
     events = at(emitted["wrong"], [T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)])
     assert scheduled_firings(wrong_predictions_rule(), events) == []
@@ -340,6 +349,7 @@ def test_dimensions_in_the_queries_are_the_code_constants():
         telemetry.FEEDBACK_ID,
         telemetry.PREDICTED_LABEL,
         telemetry.MODEL_VERSION,
+        telemetry.MATCHED_PREDICTION,
     }
     assert dimensions_in(BUZZ_QUERY.read_text()) == {telemetry.TEXTS, telemetry.NEGATIVES}
 

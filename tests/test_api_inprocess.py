@@ -25,6 +25,7 @@ from tests.app_fixtures import (
 
 EVENTS_LOGGER = "air_paradis.events"
 HEX_ID = re.compile(r"[0-9a-f]{32}")
+SIGNED_ID = re.compile(r"[0-9a-f]{56}")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_predict_one_text(fns, model, openapi_document):  # noqa: F811
     assert answer.status == 200
     assert_matches_document(openapi_document, "/predict", "post", answer)
     result = answer.json()
-    assert HEX_ID.fullmatch(result["prediction_id"])
+    assert SIGNED_ID.fullmatch(result["prediction_id"])
     assert result["model_version"] == model.version
     expected = "negative" if result["negative_probability"] >= model.threshold else "positive"
     assert result["label"] == expected
@@ -145,6 +146,7 @@ def test_feedback_is_accepted(fns, openapi_document):  # noqa: F811
     assert_matches_document(openapi_document, "/feedback", "post", answer)
     assert HEX_ID.fullmatch(answer.json()["feedback_id"])
     assert answer.json()["recorded"] is True
+    assert answer.json()["matched_prediction"] is False  # an id this service never issued
     minimal = {"text": "fine", "predicted_label": "negative", "correct": True, "prediction_id": None}
     assert call_function(fns, "feedback", "POST", minimal).status == 202
 
@@ -224,7 +226,31 @@ def test_feedback_events_carry_the_prediction(fns, caplog):
     assert len(wrong) == 1 and len(confirmed) == 1
     assert wrong[0].prediction_id == "abc123" and wrong[0].text == "lost my bag"
     assert wrong[0].predicted_label == "positive"
+    assert wrong[0].matched_prediction == "false" and confirmed[0].matched_prediction == "false"
     assert not hasattr(confirmed[0], "text")
+
+
+def test_only_ids_the_service_issued_match(fns, caplog):
+    """A signed id from predict matches; the same id altered in one digit, or an id of the right shape
+    signed with another key, does not (and so never counts toward the wrong-prediction alert)."""
+    from serving.prediction_ids import PredictionIds
+
+    issued = call_function(fns, "predict", "POST", {"text": "lost my bag"}).json()["prediction_id"]
+    tampered = issued[:-1] + ("0" if issued[-1] != "0" else "1")
+    foreign = PredictionIds(b"another service's key, 32 bytes").issue()
+    body = {"text": "lost my bag", "predicted_label": "negative", "correct": False}
+    with caplog.at_level(logging.INFO, logger=EVENTS_LOGGER):
+        answers = [
+            call_function(fns, "feedback", "POST", {**body, "prediction_id": pid}).json()
+            for pid in (issued, tampered, foreign, None)
+        ]
+    assert [a["matched_prediction"] for a in answers] == [True, False, False, False]
+    assert [e.matched_prediction for e in _events(caplog, "WrongPrediction")] == [
+        "true",
+        "false",
+        "false",
+        "false",
+    ]
 
 
 UNAVAILABLE_SCRIPT = """

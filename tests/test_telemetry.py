@@ -17,6 +17,7 @@ FEEDBACK_DIMENSIONS = {
     "predicted_label",
     "negative_probability",
     "model_version",
+    "matched_prediction",
 }
 
 
@@ -67,6 +68,7 @@ def wrong_feedback(**changes) -> dict:
         "model_version": "2026.11.23-1a2b3c4d",
         "text": "my bag was lost",
         "correct": False,
+        "matched_prediction": True,
     }
     return values | changes
 
@@ -191,9 +193,41 @@ def test_without_a_connection_string_nothing_is_configured_and_the_exporter_is_n
     assert run_probe() == {"exporting": False, "exporter_loaded": False, "otel_loaded": False}
 
 
+WORKER_PROBE = """
+import json, logging, sys
+errors = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        errors.append(record.getMessage())
+logging.getLogger("serving.telemetry").addHandler(Keep(logging.ERROR))
+if sys.argv[-1] == "worker-configured":  # what the worker's configure_azure_monitor leaves behind
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
+    set_logger_provider(LoggerProvider())
+from serving import telemetry
+telemetry.configure()
+print(json.dumps({"exporting": telemetry.is_exporting(), "errors": errors,
+                  "exporter_loaded": "azure.monitor.opentelemetry" in sys.modules}))
+"""
+IN_AZURE = {
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+}
+
+
 def test_in_azure_the_worker_owns_the_exporter_so_the_app_configures_nothing():
-    probe = run_probe(
-        PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true",
-        APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-000000000000",
+    probe = run_app_in_subprocess(
+        WORKER_PROBE.replace("sys.argv[-1]", "'worker-configured'"), timeout=60, **IN_AZURE
     )
-    assert probe == {"exporting": True, "exporter_loaded": False, "otel_loaded": False}
+    assert probe == {"exporting": True, "errors": [], "exporter_loaded": False}
+
+
+def test_in_azure_a_worker_that_set_up_no_exporter_is_reported_not_trusted():
+    """The setting on but no logger provider (the worker's Azure Monitor set-up failed): events would
+    vanish silently, so configure() says so at ERROR and reports that nothing is exported."""
+    probe = run_app_in_subprocess(WORKER_PROBE, timeout=60, **IN_AZURE)
+    assert probe["exporting"] is False
+    assert probe["exporter_loaded"] is False  # still never configured twice by the app
+    [error] = probe["errors"]
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is true" in error
+    assert "no OpenTelemetry logger provider" in error

@@ -21,7 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = REPO_ROOT / "model" / "sentiment.onnx"
 EXPORTER_PROPERTIES = {"logger_name"}  # added by the exporter to every record it ships
 SCORED_KEYS = {"model_version", "texts", "negatives", "mean_negative_probability"}
-FEEDBACK_KEYS = {"feedback_id", "prediction_id", "predicted_label", "negative_probability", "model_version"}
+FEEDBACK_KEYS = {
+    "feedback_id",
+    "prediction_id",
+    "predicted_label",
+    "negative_probability",
+    "model_version",
+    "matched_prediction",
+}
 
 
 def process_env(sink: IngestionSink, storage: Path, **extra: str) -> dict[str, str]:
@@ -95,7 +102,9 @@ def test_predict_and_feedback_produce_exactly_the_contract_events(tmp_path: Path
             "predicted_label": request["predicted_label"],
             "negative_probability": dimensions["negative_probability"],
             "model_version": version,
+            "matched_prediction": "true",  # the id came from the service's own predict answer
         }
+        assert answer["matched_prediction"] is True
         assert float(dimensions["negative_probability"]) == pytest.approx(
             request["negative_probability"], abs=1e-6
         )
