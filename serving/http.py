@@ -23,6 +23,12 @@ MAX_BATCH = 1_000
 MAX_ID_CHARS = 64
 JSON_MEDIA_TYPE = "application/json"
 
+# A text is blank when it holds only these: Python's whitespace (what str.strip() removes) and U+FEFF,
+# which JSON Schema's (ECMAScript) ``\s`` also counts. BLANK_PATTERN, which the OpenAPI document gives
+# clients, finds a character outside the set under both regex dialects, so document and check agree.
+BLANK_CHARS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+BLANK_CHARS += "\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK_PATTERN = "[^\\s\\x1c-\\x1f\\x85\\ufeff]"
 _PLAIN_JSON = frozenset({"application/json", "application/json; charset=utf-8"})
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -160,7 +166,7 @@ def _text(value: Any, field: str) -> str:
     """A tweet: a string, non-empty after stripping, at most ``MAX_TEXT_CHARS`` characters, valid Unicode."""
     if not isinstance(value, str):
         raise ApiError(400, "invalid_field", f"'{field}' must be a string, not {_json_kind(value)}")
-    if not value.strip():
+    if not value.strip(BLANK_CHARS):
         raise ApiError(400, "empty_text", f"'{field}' is empty; send the tweet text")
     if len(value) > MAX_TEXT_CHARS:
         raise ApiError(

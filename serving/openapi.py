@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from serving.contract import LABELS
-from serving.http import MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS
+from serving.http import MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS, NOT_BLANK_PATTERN
 
 ERROR_CODES = (
     "invalid_json",
@@ -37,6 +37,7 @@ _TEXT = {
     "type": "string",
     "minLength": 1,
     "maxLength": MAX_TEXT_CHARS,
+    "pattern": NOT_BLANK_PATTERN,
     "description": f"A raw tweet; must not be blank, at most {MAX_TEXT_CHARS} characters.",
     "examples": ["Lost my bag again, thanks a lot @AirParadis"],
 }

@@ -86,3 +86,22 @@ def _schema(name: str) -> jsonschema.Draft202012Validator:
 )
 def test_schemas_encode_the_contract_limits(name, instance, valid):
     assert _schema(name).is_valid(instance) is valid
+
+
+def test_the_blank_text_pattern_and_the_app_agree_on_every_character():
+    """The document's ``pattern`` finds a character exactly where the app's strip leaves one, under
+    Python's regex dialect (the validator here) and by construction ECMAScript's (``\\s`` + the rest)."""
+    import re
+
+    from serving.http import BLANK_CHARS, NOT_BLANK_PATTERN
+
+    assert document()["components"]["schemas"]["PredictOneRequest"]["properties"]["text"]["pattern"] == (
+        NOT_BLANK_PATTERN
+    )
+    python_blank = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert set(BLANK_CHARS) == python_blank | {"\ufeff"}
+    pattern = re.compile(NOT_BLANK_PATTERN)
+    for code in range(0x110000):
+        if not 0xD800 <= code < 0xE000:
+            char = chr(code)
+            assert (pattern.search(char) is None) == (char in BLANK_CHARS), hex(code)
