@@ -5,7 +5,8 @@
 //   functionapp Flex Consumption plan (FC1, Linux) + the Python 3.13 Function App
 //   alerts      action group (e-mail) + the wrong-predictions and bad-buzz log alerts
 //   workbook    shared workbook: volume, negative share, wrong-prediction rate, latency, failures
-// Deploy: az deployment group create -g <group> -f infra/main.bicep -p infra/main.parameters.json
+// Deploy: az deployment group create -g <group> -f infra/main.bicep -p infra/main.parameters.json \
+//   -p environmentName=<name> alertEmail=<address>   (azd fills environmentName from AZURE_ENV_NAME)
 
 targetScope = 'resourceGroup'
 
@@ -82,6 +83,11 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('HTTP requests one Function App instance serves at once (scoring is CPU-bound: keep it low).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 4
+
 @description('Path of the ONNX model inside the deployment package.')
 param modelPath string = 'model/sentiment.onnx'
 
@@ -157,6 +163,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     modelPath: modelPath
     feedbackIncludeText: feedbackIncludeText
   }

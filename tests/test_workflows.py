@@ -5,8 +5,11 @@ environment, the README's test command, the build script, the Bicep parameters a
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +22,16 @@ WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
 ACTIONLINT = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
 CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=str(BIN)) or shutil.which("check-jsonschema")
-# Majors that run on Node 24 (Node 20 actions are deprecated on GitHub's runners).
-ALLOWED_ACTIONS = {
-    "actions/checkout@v5",
-    "actions/setup-python@v6",
-    "actions/upload-artifact@v6",
-    "actions/download-artifact@v7",
-    "azure/login@v3",
-    "Azure/functions-action@v1",
+# Releases that run on Node 24 (Node 20 actions are deprecated on GitHub's runners), each pinned by the
+# commit its release tag points to: a tag can be moved, a commit cannot.
+PINNED_ACTIONS = {
+    "actions/checkout": ("08c6903cd8c0fde910a37f88322edcfb5dd907a8", "v5.0.0"),
+    "actions/setup-python": ("e797f83bcb11b83ae66e0230d6156d7c80228e7c", "v6.0.0"),
+    "actions/upload-artifact": ("b7c566a772e6b6bfb58ed0dc250532a479d7789f", "v6.0.0"),
+    "actions/download-artifact": ("37930b1c2abaa49bbe596cd826c3c89aef350131", "v7.0.0"),
+    "azure/login": ("532459ea530d8321f2fb9bb10d1e0bcf23869a43", "v3.0.0"),
 }
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", flags=re.MULTILINE)
 
 
 def load(name: str) -> dict:
@@ -124,11 +128,20 @@ def test_run_blocks_fail_on_a_failing_pipe(ci, deploy):
         assert workflow["defaults"]["run"]["shell"] == "bash"
 
 
-def test_actions_are_current_majors():
+def test_actions_are_pinned_by_commit_sha_with_the_release_in_a_comment():
     used = set()
     for path in WORKFLOWS.glob("*.yml"):
-        used |= set(re.findall(r"uses:\s*([\w.-]+/[\w.-]+@[\w.]+)", path.read_text()))
-    assert used <= ALLOWED_ACTIONS, used - ALLOWED_ACTIONS
+        for reference, rest in USES.findall(path.read_text()):
+            if reference.startswith("./"):
+                continue  # a workflow of this repository
+            action, _, ref = reference.partition("@")
+            assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{path.name}: {reference} is not pinned by commit SHA"
+            assert action in PINNED_ACTIONS, f"{path.name}: {action} is not a reviewed action"
+            sha, version = PINNED_ACTIONS[action]
+            assert ref == sha, f"{path.name}: {action}@{ref} is not the reviewed commit of {version}"
+            assert rest.strip() == f"# {version}", f"{path.name}: {reference} lacks its '# {version}' comment"
+            used.add(action)
+    assert used == set(PINNED_ACTIONS), set(PINNED_ACTIONS) - used
 
 
 # ---- CI -----------------------------------------------------------------------------------------------
@@ -137,6 +150,14 @@ def test_actions_are_current_majors():
 def test_ci_runs_on_pull_requests_pushes_and_for_the_deploy(ci):
     assert {"pull_request", "push", "workflow_call"} <= set(ci["on"])
     assert ci["permissions"] == {"contents": "read"}
+
+
+def test_a_push_to_main_runs_ci_once_inside_the_deploy(ci, deploy):
+    """deploy.yml runs on a push to main and calls ci.yml as its test job: ci.yml's own push trigger
+    leaves main out, or every push to main would run the whole suite twice."""
+    assert ci["on"]["push"] == {"branches-ignore": ["main"]}
+    assert deploy["on"]["push"] == {"branches": ["main"]}
+    assert deploy["jobs"]["test"]["uses"] == "./.github/workflows/ci.yml"
 
 
 def test_ci_lints_then_runs_the_readme_test_command_on_python_313(ci):
@@ -242,7 +263,7 @@ def bicep_names(kind: str) -> set[str]:
 
 def test_infra_deployment_matches_main_bicep(deploy):
     job = deploy["jobs"]["deploy"]
-    text = run_text(job)
+    text = step_named(job, "Deploy the infrastructure (infra/main.bicep)")["run"]
     assert "az deployment group create" in text
     assert "--template-file infra/main.bicep" in text
     assert "--parameters infra/main.parameters.json" in text
@@ -258,16 +279,152 @@ def test_infra_deployment_matches_main_bicep(deploy):
     assert job["env"]["AZURE_RESOURCE_GROUP"] == "${{ vars.AZURE_RESOURCE_GROUP }}"
 
 
-def test_package_deploy_targets_flex_consumption(deploy):
+def step_named(job: dict, prefix: str) -> dict:
+    (found,) = [s for s in steps(job) if s.get("name", "").startswith(prefix)]
+    return found
+
+
+def write_fake_az(folder: Path, script: str) -> Path:
+    """An ``az`` stand-in on PATH (plus a ``sleep`` that only records): logs its argv, one JSON list per
+    line, to $FAKE_LOG, then runs ``script`` (bash) to answer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in {
+        "az": 'printf \'%s\\n\' "$(jq -cn \'$ARGS.positional\' --args -- "$@")" >> "$FAKE_LOG"\n' + script,
+        "sleep": 'echo "sleep $1" >> "$FAKE_LOG"\n',
+    }.items():
+        path = folder / name
+        path.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + body)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return folder
+
+
+def run_step(
+    step: dict, tmp_path: Path, fake_az: str, **env: str
+) -> tuple[subprocess.CompletedProcess, list]:
+    """Run a step's script as GitHub does (bash -eo pipefail) with the fake az first on PATH."""
+    assert shutil.which("jq"), "jq is needed (GitHub's runners have it)"
+    bin_dir = write_fake_az(tmp_path / "bin", fake_az)
+    log = tmp_path / "az.log"
+    log.touch()
+    full_env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "FAKE_STATE": str(tmp_path / "state"),
+        "AZURE_RESOURCE_GROUP": "rg-test",
+        "ENVIRONMENT_NAME": "prod",
+        "ALERT_EMAIL": "oncall@example.com",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        **{key: value for key, value in step.get("env", {}).items() if "${{" not in value},
+        **env,
+    }
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    calls = [
+        json.loads(line) if line.startswith("[") else line.split() for line in log.read_text().splitlines()
+    ]
+    return done, calls
+
+
+# The platform's answer when the app's identity cannot write to its deployment storage yet.
+UPLOAD_403_TWICE = """
+count=$(cat "$FAKE_STATE" 2>/dev/null || echo 0); echo $((count + 1)) > "$FAKE_STATE"
+if [ "$count" -lt 2 ]; then
+  echo "ERROR: BlobUploadFailedException: Status: 403 (This request is not authorized)" >&2
+  exit 1
+fi
+echo '{"status": 4}'
+"""
+
+
+def test_package_deploy_targets_flex_consumption_with_the_prebuilt_package(deploy):
     job = deploy["jobs"]["deploy"]
     names = [s.get("name", s.get("uses", "")) for s in steps(job)]
-    functions = step_using(job, "Azure/functions-action")
-    assert names.index(functions["name"]) > names.index("Deploy the infrastructure (infra/main.bicep)")
-    inputs = functions["with"]
-    assert inputs["sku"] == "flexconsumption"
-    assert inputs["remote-build"] == "false"  # the package already holds its Linux dependencies
-    assert inputs["package"] == "dist/functionapp.zip"
-    assert inputs["app-name"] == "${{ steps.infra.outputs.app_name }}"
+    package = step_named(job, "Deploy the package")
+    assert names.index(package["name"]) > names.index("Deploy the infrastructure (infra/main.bicep)")
+    script = package["run"]
+    assert "az functionapp deployment source config-zip" in script
+    assert "--src dist/functionapp.zip" in script
+    assert "--build-remote false" in script  # the package already holds its Linux dependencies
+    assert package["env"]["APP_NAME"] == "${{ steps.infra.outputs.app_name }}"
+
+
+def test_package_upload_is_retried_with_back_off_while_a_new_role_assignment_propagates(deploy, tmp_path):
+    package = step_named(deploy["jobs"]["deploy"], "Deploy the package")
+    done, calls = run_step(package, tmp_path, UPLOAD_403_TWICE, APP_NAME="func-prod-x")
+    assert done.returncode == 0, done.stdout + done.stderr
+    uploads = [c for c in calls if c[:2] == ["functionapp", "deployment"]]
+    assert len(uploads) == 3
+    assert uploads[0] == [
+        "functionapp", "deployment", "source", "config-zip",
+        "--resource-group", "rg-test", "--name", "func-prod-x",
+        "--src", "dist/functionapp.zip", "--build-remote", "false",
+    ]  # fmt: skip
+    assert [c for c in calls if c[0] == "sleep"] == [["sleep", "20"], ["sleep", "40"]]
+    assert "package deployed (attempt 3)" in done.stdout
+
+
+def test_package_upload_gives_up_after_its_attempts_with_an_error(deploy, tmp_path):
+    package = step_named(deploy["jobs"]["deploy"], "Deploy the package")
+    done, calls = run_step(package, tmp_path, "exit 1\n", APP_NAME="func-prod-x")
+    attempts = int(package["env"]["ATTEMPTS"])
+    assert done.returncode == 1
+    assert len([c for c in calls if c[0] == "functionapp"]) == attempts
+    sleeps = [int(c[1]) for c in calls if c[0] == "sleep"]
+    assert len(sleeps) == attempts - 1 and sleeps == sorted(sleeps) and max(sleeps) <= 160
+    assert sum(sleeps) >= 300  # minutes of patience: role assignments can take that long
+    assert f"::error::the package upload failed {attempts} times" in done.stdout
+
+
+WHAT_IF = {
+    "status": "Succeeded",
+    "changes": [
+        {
+            "changeType": "Create",
+            "resourceId": "/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.Web/sites/func-prod-x",
+        },
+        {
+            "changeType": "NoChange",
+            "resourceId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/components/appi",
+        },
+    ],
+}
+
+
+def test_what_if_previews_the_same_deployment_before_create_into_the_job_summary(deploy, tmp_path):
+    job = deploy["jobs"]["deploy"]
+    names = [s.get("name", "") for s in steps(job)]
+    what_if = step_named(job, "Preview the infrastructure changes (what-if)")
+    create = step_named(job, "Deploy the infrastructure (infra/main.bicep)")
+    assert names.index(what_if["name"]) < names.index(create["name"])
+
+    def deployment_arguments(script: str) -> list[str]:
+        return [
+            line.strip().rstrip("\\").strip()
+            for line in script.splitlines()
+            if line.strip().startswith(("--resource-group", "--template-file", "--parameters"))
+        ]
+
+    assert deployment_arguments(what_if["run"]) == deployment_arguments(create["run"])
+    answer = f"cat <<'JSON'\n{json.dumps(WHAT_IF)}\nJSON\n"
+    done, calls = run_step(what_if, tmp_path, answer)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (call,) = calls
+    assert call[:3] == ["deployment", "group", "what-if"]
+    assert call[call.index("--resource-group") + 1] == "rg-test"
+    assert "environmentName=prod" in call and "alertEmail=oncall@example.com" in call
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### Infrastructure changes (what-if)" in summary
+    assert "| Create | Microsoft.Web/sites/func-prod-x |" in summary
+    assert "| NoChange | Microsoft.Insights/components/appi |" in summary
 
 
 def test_smoke_test_checks_the_new_model_and_a_keyed_predict(deploy):
@@ -293,7 +450,20 @@ def test_azure_yaml_provisions_main_bicep_and_deploys_the_function_app():
     assert (REPO_ROOT / "infra" / "main.bicep").is_file()
     (name, service), *others = config["services"].items()
     assert not others
-    assert service == {"project": ".", "language": "python", "host": "function", "remoteBuild": True}
+    hooks = service.pop("hooks")
+    # The prebuilt package, not a remote build (reported to build Flex Python 3.13 apps with 3.11).
+    assert service == {
+        "project": ".",
+        "dist": "build/functionapp",
+        "language": "python",
+        "host": "function",
+        "remoteBuild": False,
+    }
+    for platform in ("posix", "windows"):
+        command = hooks["prepackage"][platform]["run"].split()
+        assert command[1:4] == ["scripts/build_package.py", "--out", service["dist"]], platform
+        assert command[0] in ("python", "python3")
+    assert "--current-platform" not in json.dumps(hooks)  # Linux x86-64 wheels, whatever the machine
     # azd finds the Function App by this tag.
     infra_text = "".join(p.read_text() for p in (REPO_ROOT / "infra").rglob("*.bicep"))
     assert f"'azd-service-name': '{name}'" in infra_text

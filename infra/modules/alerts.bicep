@@ -1,5 +1,6 @@
-// The two log alerts of the MLOps loop and the action group that e-mails the person on call.
-// Both queries live in infra/queries/ (one place for the KQL); the rule's window applies the time
+// The log alerts of the MLOps loop and the action group that e-mails the person on call.
+// Every rule is one entry of `rules` below (a new rule: one entry + its infra/queries/alert-*.kql file).
+// The queries live in infra/queries/ (one place for the KQL); the rule's window applies the time
 // range, the bad-buzz query gets its two thresholds substituted into its first two lines.
 
 @description('Azure region of the alert rules (the action group is global).')
@@ -73,66 +74,58 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
-resource wrongPredictionsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
-  name: '${ruleNamePrefix}-wrong-predictions'
-  location: location
-  tags: tags
-  kind: 'LogAlert'
-  properties: {
+// One entry per rule: the rule is named '<ruleNamePrefix>-<name>'; the rule fires when the query's
+// row count compared with `operator` to `threshold` holds.
+var rules = [
+  {
+    name: 'wrong-predictions'
     displayName: 'Air Paradis: wrong predictions reported'
     description: 'At least ${wrongPredictionThreshold} WrongPrediction events (user feedback "the prediction was wrong") within ${wrongPredictionWindow}.'
     severity: 2
-    enabled: true
-    scopes: [
-      appInsightsId
-    ]
     evaluationFrequency: wrongPredictionEvaluationFrequency
     windowSize: wrongPredictionWindow
-    criteria: {
-      allOf: [
-        {
-          query: wrongPredictionsQuery
-          timeAggregation: 'Count'
-          operator: 'GreaterThanOrEqual'
-          threshold: wrongPredictionThreshold
-          failingPeriods: {
-            numberOfEvaluationPeriods: 1
-            minFailingPeriodsToAlert: 1
-          }
-        }
-      ]
-    }
-    autoMitigate: true
-    actions: {
-      actionGroups: [
-        actionGroup.id
-      ]
-    }
+    query: wrongPredictionsQuery
+    operator: 'GreaterThanOrEqual'
+    threshold: wrongPredictionThreshold
   }
-}
+  {
+    name: 'bad-buzz'
+    displayName: 'Air Paradis: bad buzz (surge of negative tweets)'
+    description: 'At least ${badBuzzNegativePercent}% negative among at least ${badBuzzMinTexts} texts scored within ${badBuzzWindow}.'
+    severity: 1
+    evaluationFrequency: badBuzzEvaluationFrequency
+    windowSize: badBuzzWindow
+    query: badBuzzQuery
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+]
 
-resource badBuzzAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
-  name: '${ruleNamePrefix}-bad-buzz'
+resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in rules: {
+  name: '${ruleNamePrefix}-${rule.name}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'Air Paradis: bad buzz (surge of negative tweets)'
-    description: 'At least ${badBuzzNegativePercent}% negative among at least ${badBuzzMinTexts} texts scored within ${badBuzzWindow}.'
-    severity: 1
+    displayName: rule.displayName
+    description: rule.description
+    severity: rule.severity
     enabled: true
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: badBuzzEvaluationFrequency
-    windowSize: badBuzzWindow
+    evaluationFrequency: rule.evaluationFrequency
+    windowSize: rule.windowSize
+    // Azure validates the KQL at creation against a component created seconds earlier, which fails
+    // now and then ("not a valid log or metric query"); the queries are analysed offline by the tests.
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
-          query: badBuzzQuery
+          query: rule.query
           timeAggregation: 'Count'
-          operator: 'GreaterThan'
-          threshold: 0
+          operator: rule.operator
+          threshold: rule.threshold
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1
@@ -147,8 +140,7 @@ resource badBuzzAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       ]
     }
   }
-}
+}]
 
 output actionGroupId string = actionGroup.id
-output wrongPredictionsAlertId string = wrongPredictionsAlert.id
-output badBuzzAlertId string = badBuzzAlert.id
+output alertRuleNames array = [for rule in rules: '${ruleNamePrefix}-${rule.name}']

@@ -48,6 +48,11 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int
 
+@description('Most HTTP requests one instance handles at once; more queue or go to a new instance.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
+
 @description('Path of the ONNX model inside the deployment package (MODEL_PATH).')
 param modelPath string
 
@@ -149,6 +154,14 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            // Set, not left to the platform's default (it follows the instance memory and may change):
+            // scoring is CPU-bound in one Python process, so more requests at once only add latency
+            // and memory (a large batch holds hundreds of MB). Flex scales out on this number.
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
@@ -159,9 +172,11 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
 }
 
 // Deployments authenticate with Microsoft Entra ID (RBAC), never with publishing passwords.
+// ARM rejects these policies without a location (BadRequest 51008 "The parameter location has an invalid value").
 resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: functionApp
   name: 'ftp'
+  location: location
   properties: {
     allow: false
   }
@@ -170,6 +185,7 @@ resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
 resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: functionApp
   name: 'scm'
+  location: location
   properties: {
     allow: false
   }

@@ -3,6 +3,8 @@
 //   deployment package container. The app has HTTP triggers only, so no queue or table role.
 // - Monitoring Metrics Publisher on Application Insights: Entra-authenticated telemetry ingestion
 //   (the component has local authentication disabled).
+// A new role assignment takes a few minutes to reach the data plane: on the first deployment of an
+// environment the package upload can meet a 403 from storage, so the deploy workflow retries it.
 
 @description('Azure region of the resources.')
 param location string

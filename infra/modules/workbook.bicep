@@ -129,7 +129,8 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   properties: {
     displayName: displayName
     category: 'workbook'
-    sourceId: appInsightsId
+    // Lower case, as the portal stores resource IDs: otherwise the workbook is not listed on the component.
+    sourceId: toLower(appInsightsId)
     version: 'Notebook/1.0'
     serializedData: string(workbookContent)
   }
