@@ -11,10 +11,12 @@ Event and dimension names live here and only here: the alert queries and tests i
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
 import threading
+import time
 
 # Event names (customEvents.name).
 SENTIMENT_SCORED = "SentimentScored"
@@ -33,6 +35,7 @@ PREDICTED_LABEL = "predicted_label"
 NEGATIVE_PROBABILITY = "negative_probability"
 TEXT = "text"
 MATCHED_PREDICTION = "matched_prediction"
+SHADOW_DISAGREEMENTS = "shadow_disagreements"
 
 # The attribute the exporter reads to make a log record a custom event.
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
@@ -51,6 +54,10 @@ INCLUDE_TEXT_ENV = "FEEDBACK_INCLUDE_TEXT"
 # Larger than the SDK's 2,048 so a burst during an ingestion outage is buffered, not dropped.
 QUEUE_SIZE_ENV = "OTEL_BLRP_MAX_QUEUE_SIZE"
 DEFAULT_QUEUE_SIZE = "16384"
+FEEDBACK_EVENTS_ENV = "FEEDBACK_EVENTS_PER_MINUTE"
+DEFAULT_FEEDBACK_EVENTS_PER_MINUTE = 600
+SCORED_WINDOW_ENV = "SENTIMENT_SCORED_WINDOW_SECONDS"
+DEFAULT_SCORED_WINDOW_S = 60.0
 
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Pipelines we do not want from the distro outside Azure: only our log records are exported.
@@ -69,6 +76,7 @@ _INSTRUMENTATIONS = (
 _events = logging.getLogger(EVENTS_LOGGER_NAME)
 _events.setLevel(logging.INFO)
 _debug = logging.getLogger(__name__)
+_app_log = logging.getLogger(f"{APP_LOGGER_NAME}.telemetry")  # exported with the app's logs
 _lock = threading.Lock()
 _state = {"configured": False, "exporting": False}
 
@@ -97,6 +105,9 @@ def configure() -> None:
             _state["exporting"] = _configure_exporter()
         except Exception:
             _debug.warning("Azure Monitor exporter not configured; events stay log-only", exc_info=True)
+        # Registered after the exporter's own exit hook, so it runs before it (last in, first out): the
+        # open window is emitted, then shipped.
+        atexit.register(flush)
 
 
 def _configure_exporter() -> bool:
@@ -156,8 +167,10 @@ def is_exporting() -> bool:
 
 
 def flush(timeout_millis: int = 30_000) -> bool:
-    """Ship queued events now (tests, shutdown). Blocks up to the exporter's own timeouts."""
+    """Emit the open SentimentScored window and ship queued events now (tests, shutdown). Blocks up to
+    the exporter's own timeouts."""
     try:
+        _scored.flush()
         if "opentelemetry._logs" not in sys.modules:
             return True
         from opentelemetry._logs import get_logger_provider
@@ -197,19 +210,133 @@ def _emit(name: str, dimensions: dict[str, str]) -> None:
 _EMIT_LINE = _emit.__code__.co_firstlineno
 
 
-def record_scored(
-    *, model_version: str, texts: int, negatives: int, mean_negative_probability: float
-) -> None:
-    """One SentimentScored per successful predict request (not per text): feeds the bad-buzz alert."""
+class _ScoredWindow:
+    """Sums SentimentScored per model version over a window of ``SENTIMENT_SCORED_WINDOW_SECONDS``
+    (default 60; 0 = one event per request), so the event volume per instance is bounded whatever the
+    traffic: at most one SentimentScored per model version per window. Counts are summed, so the alert
+    queries (sums of texts and negatives) read the same; the mean probability is weighted by texts.
+    Flushed when the window ends (by the next request or a timer), by ``flush()`` and at exit. A crash
+    loses at most one window of counts of this instance."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[str, list[float]] = {}  # version -> [texts, negatives, probability sum, shadow]
+        self._timer: threading.Timer | None = None
+
+    def add(
+        self, version: str, texts: int, negatives: int, probability_sum: float, shadow: int | None
+    ) -> None:
+        window = _window_seconds()
+        if window <= 0:
+            _emit_scored(version, [texts, negatives, probability_sum, -1 if shadow is None else shadow])
+            return
+        with self._lock:
+            sums = self._sums.setdefault(version, [0, 0, 0.0, -1])
+            sums[0] += texts
+            sums[1] += negatives
+            sums[2] += probability_sum
+            if shadow is not None:
+                sums[3] = max(sums[3], 0) + shadow
+            if self._timer is None:
+                self._timer = threading.Timer(window, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            sums, self._sums = self._sums, {}
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        for version, values in sums.items():
+            _emit_scored(version, values)
+
+
+def _window_seconds() -> float:
     try:
-        _emit(
-            SENTIMENT_SCORED,
-            {
-                MODEL_VERSION: str(model_version),
-                TEXTS: str(int(texts)),
-                NEGATIVES: str(int(negatives)),
-                MEAN_NEGATIVE_PROBABILITY: _number(mean_negative_probability),
-            },
+        return float(os.environ.get(SCORED_WINDOW_ENV) or DEFAULT_SCORED_WINDOW_S)
+    except ValueError:
+        return DEFAULT_SCORED_WINDOW_S
+
+
+def _emit_scored(version: str, values: list[float]) -> None:
+    texts, negatives, probability_sum, shadow = values
+    try:
+        dimensions = {
+            MODEL_VERSION: version,
+            TEXTS: str(int(texts)),
+            NEGATIVES: str(int(negatives)),
+            MEAN_NEGATIVE_PROBABILITY: _number(probability_sum / texts if texts else 0.0),
+        }
+        if shadow >= 0:
+            dimensions[SHADOW_DISAGREEMENTS] = str(int(shadow))
+        _emit(SENTIMENT_SCORED, dimensions)
+    except Exception:
+        _debug.debug("SentimentScored not recorded", exc_info=True)
+
+
+_scored = _ScoredWindow()
+
+
+class _EventBudget:
+    """At most ``limit`` events per minute per instance: feedback cannot be turned into an unbounded event
+    stream (the workspace's daily cap silences every alert once reached). The wrong-prediction alert needs
+    a handful per five minutes, so a full budget still fires it; the ledger keeps every feedback. Events
+    over the budget are counted and reported once per minute in the app log."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._minute = 0
+        self._used = 0
+        self._dropped = 0
+
+    def take(self) -> bool:
+        minute = int(time.monotonic() // 60)
+        with self._lock:
+            if minute != self._minute:
+                dropped, self._dropped = self._dropped, 0
+                self._minute, self._used = minute, 0
+                if dropped:
+                    _app_log.warning(
+                        "%d feedback events over the limit of %d a minute were not sent", dropped, self.limit
+                    )
+            if self._used >= self.limit:
+                self._dropped += 1
+                return False
+            self._used += 1
+            return True
+
+
+def _feedback_events_per_minute() -> int:
+    try:
+        return max(1, int(os.environ.get(FEEDBACK_EVENTS_ENV) or DEFAULT_FEEDBACK_EVENTS_PER_MINUTE))
+    except ValueError:
+        return DEFAULT_FEEDBACK_EVENTS_PER_MINUTE
+
+
+_feedback_budget = _EventBudget(_feedback_events_per_minute())
+
+
+def record_scored(
+    *,
+    model_version: str,
+    texts: int,
+    negatives: int,
+    mean_negative_probability: float,
+    shadow_disagreements: int | None = None,
+) -> None:
+    """Count one successful predict request toward SentimentScored (feeds the bad-buzz alert):
+    summed per window, see ``_ScoredWindow``. ``shadow_disagreements``: texts on which the shadow model
+    (if one is loaded) gave another label."""
+    try:
+        count = int(texts)
+        _scored.add(
+            str(model_version),
+            count,
+            int(negatives),
+            float(mean_negative_probability) * count,
+            None if shadow_disagreements is None else int(shadow_disagreements),
         )
     except Exception:
         _debug.debug("SentimentScored not recorded", exc_info=True)
@@ -228,8 +355,11 @@ def record_feedback(
 ) -> None:
     """WrongPrediction (with the text, for retraining, unless FEEDBACK_INCLUDE_TEXT=false) or
     PredictionConfirmed. Unknown prediction_id / negative_probability are left out, not sent empty.
-    ``matched_prediction``: the id was issued by this service (the alert counts only those)."""
+    ``matched_prediction``: the id was issued by this service (the alert counts only those). At most
+    ``FEEDBACK_EVENTS_PER_MINUTE`` (default 600) per instance (see ``_EventBudget``)."""
     try:
+        if not _feedback_budget.take():
+            return
         dimensions = {FEEDBACK_ID: str(feedback_id)}
         if prediction_id is not None:
             dimensions[PREDICTION_ID] = str(prediction_id)

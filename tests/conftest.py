@@ -11,6 +11,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "SENTIMENT_DATA_DIR"
 
+# One SentimentScored per request in tests (and in the processes they start), so each event can be checked
+# against its request; the summing window that deployments use has tests of its own (test_telemetry.py).
+os.environ.setdefault("SENTIMENT_SCORED_WINDOW_SECONDS", "0")
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

@@ -170,6 +170,70 @@ def test_a_failing_log_handler_does_not_fail_the_caller(captured: EventCapture):
     assert len(captured.events()) == 1
 
 
+def test_scored_requests_are_summed_per_window_and_model_version(captured, monkeypatch):
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "60")
+    for texts, negatives, mean in ((1, 1, 0.9), (3, 1, 0.4), (1000, 700, 0.65)):
+        telemetry.record_scored(
+            model_version="v1", texts=texts, negatives=negatives, mean_negative_probability=mean
+        )
+    telemetry.record_scored(model_version="v2", texts=2, negatives=0, mean_negative_probability=0.1)
+    assert captured.events() == []  # nothing until the window ends
+    telemetry.flush()
+    events = dict((dimensions["model_version"], dimensions) for _, dimensions in captured.events())
+    assert events["v1"]["texts"] == "1004" and events["v1"]["negatives"] == "702"
+    weighted = (0.9 + 3 * 0.4 + 1000 * 0.65) / 1004
+    assert float(events["v1"]["mean_negative_probability"]) == pytest.approx(weighted, abs=1e-6)
+    assert events["v2"] == {
+        "model_version": "v2",
+        "texts": "2",
+        "negatives": "0",
+        "mean_negative_probability": "0.1",
+    }
+    telemetry.flush()
+    assert len(captured.events()) == 2  # an empty window sends nothing
+
+
+def test_a_window_is_sent_when_it_ends_without_another_request(captured, monkeypatch):
+    import time
+
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "0.2")
+    for _ in range(50):
+        telemetry.record_scored(model_version="v", texts=2, negatives=1, mean_negative_probability=0.5)
+    deadline = time.monotonic() + 5
+    while not captured.events() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [(name, dimensions)] = captured.events()
+    assert name == "SentimentScored" and dimensions["texts"] == "100" and dimensions["negatives"] == "50"
+
+
+def test_shadow_disagreements_are_summed_when_a_shadow_model_scores(captured, monkeypatch):
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "60")
+    telemetry.record_scored(
+        model_version="v", texts=5, negatives=2, mean_negative_probability=0.5, shadow_disagreements=1
+    )
+    telemetry.record_scored(
+        model_version="v", texts=5, negatives=2, mean_negative_probability=0.5, shadow_disagreements=2
+    )
+    telemetry.flush()
+    [(_, dimensions)] = captured.events()
+    assert dimensions["shadow_disagreements"] == "3"
+
+
+def test_feedback_events_are_capped_per_minute_and_the_excess_is_reported(captured, monkeypatch, caplog):
+    budget = telemetry._EventBudget(limit=5)
+    monkeypatch.setattr(telemetry, "_feedback_budget", budget)
+    now = [600.0]
+    monkeypatch.setattr(telemetry.time, "monotonic", lambda: now[0])
+    for index in range(8):
+        telemetry.record_feedback(**wrong_feedback(feedback_id=f"f-{index}"))
+    assert [d["feedback_id"] for _, d in captured.events()] == [f"f-{index}" for index in range(5)]
+    now[0] += 60
+    with caplog.at_level(logging.WARNING, logger=f"{telemetry.APP_LOGGER_NAME}.telemetry"):
+        telemetry.record_feedback(**wrong_feedback(feedback_id="next-minute"))
+    assert "3 feedback events over the limit of 5 a minute were not sent" in caplog.text
+    assert captured.events()[-1][1]["feedback_id"] == "next-minute"
+
+
 def test_flush_without_an_exporter_is_a_no_op():
     assert telemetry.flush() is True
 

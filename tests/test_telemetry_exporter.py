@@ -131,7 +131,9 @@ def test_feedback_text_is_not_sent_when_disabled(tmp_path: Path):
 
 def test_a_thousand_wrong_predictions_reach_ingestion_none_lost(tmp_path: Path):
     with IngestionSink("ok") as sink:
-        outcome = run_driver(sink, tmp_path, "--wrong", "1000", "--keep", "--flush")
+        outcome = run_driver(
+            sink, tmp_path, "--wrong", "1000", "--keep", "--flush", FEEDBACK_EVENTS_PER_MINUTE="1000"
+        )
         events = sink.wait_for(1000, "WrongPrediction")
     assert outcome["failures"] == 0
     sent = {call["response"]["feedback_id"] for call in outcome["feedback"]}
