@@ -19,6 +19,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -37,6 +38,7 @@ SCHEMA_CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    positive_data_acceptance,  # every request the document allows is accepted (blank texts included)
 ]
 FUZZ_SETTINGS = {
     "deadline": None,
