@@ -2,7 +2,7 @@
 
 For each vocabulary size the script fits one ``TweetSentimentModel`` on the shared training tweets,
 writes it twice (``convert_sklearn`` of the equivalent TfidfVectorizer + LogisticRegression pipeline,
-and ``training.onnx_export.to_onnx``), checks both against scikit-learn, then measures each file in a
+and ``training.export.artifact.to_onnx``), checks both against scikit-learn, then measures each file in a
 fresh process: session creation, single-text latency p50/p99, a batch of 1,000 texts, process RSS after
 the batch, file size. Prints one JSON document.
 
@@ -94,8 +94,8 @@ def build(data_dir: Path, work: Path, sizes: list[int]) -> tuple[list[dict], Pat
     import numpy as np
 
     from serving.normalizer import normalize
-    from training.onnx_export import check_parity, to_onnx
-    from training.text_model import TweetSentimentModel
+    from training.export.artifact import check_parity, to_onnx
+    from training.modeling.text_model import TweetSentimentModel
 
     raw, labels = read_labelled(data_dir)
     texts = [normalize(t) for t in raw]
@@ -273,10 +273,10 @@ def main() -> None:
                 "stock": (
                     "skl2onnx convert_sklearn(TfidfVectorizer + LogisticRegression): dense TfIdfVectorizer"
                 ),
-                "ours": "training.onnx_export: StringSplit/Tokenizer units coded by a LabelEncoder, integer "
-                "n-gram keys, dense-table or int64 LabelEncoder lookups; these L2-normalised models count "
-                "distinct n-grams per text with TopK (output negative_probability only, one run per batch, "
-                "unless noted)",
+                "ours": "training.export.ngram_graph: StringSplit/Tokenizer units coded by a LabelEncoder, "
+                "integer n-gram keys, dense-table or int64 LabelEncoder lookups; these L2-normalised models "
+                "count distinct n-grams per text with TopK (output negative_probability only, one run per "
+                "batch, unless noted)",
                 "results": entries,
                 "production_model": production,
             },

@@ -31,13 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from serving.normalizer import normalize  # noqa: E402
-from training.candidates import all_candidates  # noqa: E402
 from training.data import read_tweets  # noqa: E402
 from training.dataset import LoadedFile, assemble_dataset  # noqa: E402
-from training.metrics import binary_metrics, headline  # noqa: E402
-from training.onnx_export import export_model  # noqa: E402
+from training.export.artifact import export_model  # noqa: E402
+from training.metrics import binary_metrics, headline, negative_probability  # noqa: E402
+from training.modeling.candidates import all_candidates  # noqa: E402
 from training.synth import write_synthetic  # noqa: E402
-from training.train import negative_probability  # noqa: E402
 
 PARITY_TEXTS = 10_000
 

@@ -6,19 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from tests.tweet_factory import write_labelled
-from training.eda import FIGURES, STATISTICS, command, describe, word_counts
+from training.cli import app
+from training.eda import FIGURES, STATISTICS, describe, word_counts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command()(command)
-    return app
+def eda(arguments: list[str]):
+    """``python -m training eda ARGUMENTS``, in process."""
+    return CliRunner().invoke(app, ["eda", *arguments])
 
 
 def tweet_rows(count: int, tag: str) -> list[tuple[int, str]]:
@@ -40,7 +39,7 @@ def test_eda_command_writes_markdown_tables_json_and_pngs(tmp_path: Path) -> Non
     )
     second = write_labelled(tmp_path / "second.csv", tweet_rows(40, "b"))
     out = tmp_path / "eda"
-    result = CliRunner().invoke(cli(), [str(first), str(second), "--out", str(out), "--no-progress"])
+    result = eda([str(first), str(second), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     markdown = (out / "eda.md").read_text(encoding="utf-8")
     for heading in ("## Files", "## Class balance per split", "before normalization", "after normalization"):
@@ -65,7 +64,7 @@ def test_eda_command_writes_markdown_tables_json_and_pngs(tmp_path: Path) -> Non
 
 
 def test_eda_without_input_is_a_usage_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli(), ["--out", str(tmp_path / "eda")])
+    result = eda(["--out", str(tmp_path / "eda")])
     assert result.exit_code != 0
     assert "--data-dir" in result.output
     assert not (tmp_path / "eda").exists()
@@ -74,7 +73,7 @@ def test_eda_without_input_is_a_usage_error(tmp_path: Path) -> None:
 def test_eda_on_a_malformed_file_names_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("label,text\n1,fine\nmaybe,not fine\n", encoding="utf-8")
-    result = CliRunner().invoke(cli(), [str(bad), "--out", str(tmp_path / "eda"), "--no-progress"])
+    result = eda([str(bad), "--out", str(tmp_path / "eda"), "--no-progress"])
     assert result.exit_code == 2
     assert "bad.csv, line 3: bad label 'maybe'" in result.output
     assert not (tmp_path / "eda" / "eda.md").exists()
@@ -84,7 +83,7 @@ def test_eda_on_a_malformed_file_names_file_and_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_eda_on_the_shared_recipe(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "eda"
-    result = CliRunner().invoke(cli(), ["--data-dir", str(data_dir), "--out", str(out), "--no-progress"])
+    result = eda(["--data-dir", str(data_dir), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "eda.json").read_text(encoding="utf-8"))
     assert report["files"]["sentiment140/testdata.manual.2009.06.14.csv"]["dropped"] == {"neutral": 139}

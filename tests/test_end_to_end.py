@@ -6,23 +6,18 @@ import csv
 import json
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from serving.contract import read_metadata
 from tests.tweet_factory import write_shared_layout
-from training import evaluate, model_card, train
+from training import evaluate
+from training.cli import app
 from training.dataset import SHARED_EXTERNAL
-
-app = typer.Typer()
-app.command("train")(train.command)
-app.command("evaluate")(evaluate.command)
 
 
 def _metadata(path: Path) -> dict:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return {key: json.loads(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
+    return read_metadata(path, strict=False)
 
 
 @pytest.mark.slow
@@ -55,8 +50,23 @@ def test_train_export_evaluate_on_a_generated_folder(tmp_path):
     for figure in ("candidates_validation", "roc_test_sets", "confusion_sts_gold", "vs_baseline_f1"):
         assert (tmp_path / "model" / "figures" / f"{figure}.png").stat().st_size > 3_000
     # The card re-rendered from the run's reports alone is the card the run wrote.
-    model_card.command(report=report, card=tmp_path / "model" / "again.md", command_line=None)
+    outcome = CliRunner().invoke(
+        app, ["card", "--report", str(report), "--card", str(tmp_path / "model" / "again.md")]
+    )
+    assert outcome.exit_code == 0, outcome.output
     assert (tmp_path / "model" / "again.md").read_text() == card
+
+    # ``export`` of the model ``train`` saved reads the metadata ``train`` left beside it: same graph
+    # (same version suffix), same fingerprint and test figures as the file ``train --export`` wrote.
+    again = tmp_path / "again.onnx"
+    outcome = CliRunner().invoke(
+        app, ["export", "--model", str(report / "model.joblib"), "--out", str(again)]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    exported_again = _metadata(again)
+    assert exported_again["model_version"].split("-")[1] == metadata["model_version"].split("-")[1]
+    for key in ("training_data_fingerprint", "test_metrics", "threshold", "n_features"):
+        assert exported_again[key] == metadata[key], key
 
     # The exported file, scored by plain onnxruntime, reproduces train's figures on an external set.
     sts = data / SHARED_EXTERNAL["sts_gold"]

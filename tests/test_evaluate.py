@@ -7,20 +7,15 @@ import json
 import joblib
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from serving.normalizer import normalize
 from tests.tweet_factory import tweets, write_labelled_csv
-from training.evaluate import command, evaluate_files, load_model
+from training.cli import app  # the subcommand as ``python -m training evaluate`` runs it
+from training.evaluate import evaluate_files, load_model
+from training.export.artifact import export_model
 from training.metrics import binary_metrics
-from training.onnx_export import export_model
-from training.text_model import TweetSentimentModel
-
-# The subcommand as ``python -m training evaluate`` runs it (the module's own Typer command).
-app = typer.Typer()
-app.command("evaluate")(command)
-app.command("unused")(lambda: None)  # two commands: the subcommand name stays on the command line
+from training.modeling.text_model import TweetSentimentModel
 
 
 @pytest.fixture(scope="module")

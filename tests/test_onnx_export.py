@@ -12,14 +12,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from serving.normalizer import normalize
 from tests.tweet_corpus import generated_corpus
-from training import onnx_export
 from training.cli import app
-from training.onnx_export import ADVERSARIAL_TEXTS, ParityError, check_parity, export_model, to_onnx
-from training.text_model import TweetSentimentModel
+from training.export import ngram_graph, registry
+from training.export.artifact import (
+    ADVERSARIAL_TEXTS,
+    ParityError,
+    check_parity,
+    export_model,
+    open_session,
+    to_onnx,
+)
+from training.export.families import NoExporterError, exporter_for, is_exportable
+from training.modeling.text_model import TweetSentimentModel
 
 CONFIGURATIONS = {
     "word": {"word_ngram_range": (1, 2)},
@@ -57,7 +66,7 @@ def fitted(request, corpus):
 
 
 def session(data: bytes) -> ort.InferenceSession:
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return open_session(data)
 
 
 def run(data: bytes, texts: list[str], explain: bool = True):
@@ -131,12 +140,12 @@ def test_explanation_work_is_skipped_unless_asked(fitted, corpus):
     assert len(asked[1]) == len(asked[2]) == len(asked[3]) > len(texts)
     graph = onnx.load_from_string(data).graph
     (branch,) = [n for n in graph.node if n.op_type == "If"]
-    assert list(branch.input) == ["explain"] and list(branch.output) == list(onnx_export.OUTPUTS[1:])
+    assert list(branch.input) == ["explain"] and list(branch.output) == list(ngram_graph.OUTPUTS[1:])
     then_branch = next(a.g for a in branch.attribute if a.name == "then_branch")
     assert any(n.op_type == "StringConcat" for n in then_branch.node)
     assert not any(n.op_type == "StringConcat" for n in graph.node)
     texts_only = {name for node in graph.node if node.op_type != "If" for name in node.output}
-    assert not texts_only & set(onnx_export.OUTPUTS[1:])
+    assert not texts_only & set(ngram_graph.OUTPUTS[1:])
 
 
 def test_occurrence_norm_scores_without_grouping_ngrams(corpus):
@@ -161,8 +170,8 @@ def test_dense_and_hashed_lookups_agree(corpus, monkeypatch):
     model = TweetSentimentModel(**CONFIGURATIONS["production_like"]).fit(texts, labels)
     probe = [normalize(t) for t in [*texts[:40], *EXTRA_TEXTS, *ADVERSARIAL_TEXTS]]
     results = []
-    for dense_keys in (0, onnx_export.DENSE_KEYS, 10**9):
-        monkeypatch.setattr(onnx_export, "DENSE_KEYS", dense_keys)
+    for dense_keys in (0, ngram_graph.DENSE_KEYS, 10**9):
+        monkeypatch.setattr(ngram_graph, "DENSE_KEYS", dense_keys)
         graph = to_onnx(model, {})
         kinds = {n.op_type for n in graph.graph.node if n.op_type in ("Gather", "LabelEncoder")}
         results.append((kinds, run(graph.SerializeToString(), probe)))
@@ -188,7 +197,7 @@ def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):
     outputs = {name for node in graph.graph.node for name in node.output}
     probe = copy.deepcopy(graph)
     probe.graph.output.extend(
-        onnx.ValueInfoProto(name=name) for name in sorted(outputs - set(onnx_export.OUTPUTS))
+        onnx.ValueInfoProto(name=name) for name in sorted(outputs - set(ngram_graph.OUTPUTS))
     )
     texts = corpus[0][:60]
     results = session(probe.SerializeToString()).run(None, {"text": np.array(texts, dtype=object)})
@@ -246,8 +255,8 @@ def test_export_refuses_to_write_when_parity_fails(small_model, corpus, tmp_path
     target.write_bytes(b"previous model")
     wrong = copy.deepcopy(small_model)
     wrong.classifier_.intercept_ += 0.01
-    real_build = onnx_export.build_graph
-    monkeypatch.setattr(onnx_export, "build_graph", lambda model: real_build(wrong))
+    real_build = ngram_graph.build_graph
+    monkeypatch.setitem(registry.EXPORTERS, TweetSentimentModel, lambda model: real_build(wrong))
     with pytest.raises(ParityError):
         export_model(small_model, target, corpus[0][:20], {})
     assert target.read_bytes() == b"previous model"
@@ -288,11 +297,11 @@ def test_vocabulary_keys_are_exact_and_orders_never_share_a_key(small_model):
     """Keys spell the units of a term in base (alphabet + 1) after a leading 1: distinct for distinct
     terms, and a key of order n lies in [radix**n, 2 * radix**n)."""
     for block in small_model.feature_blocks():
-        keys = onnx_export.term_keys(block)
-        radix = len({unit for term in block.terms for unit in onnx_export._units(block, term)}) + 1
+        keys = ngram_graph.term_keys(block)
+        radix = len({unit for term in block.terms for unit in ngram_graph.term_units(block, term)}) + 1
         assert len(set(keys.tolist())) == len(block.terms)
         for term, key in zip(block.terms, keys.tolist(), strict=True):
-            n = len(onnx_export._units(block, term))
+            n = len(ngram_graph.term_units(block, term))
             assert radix**n <= key < 2 * radix**n
 
 
@@ -300,5 +309,49 @@ def test_ngrams_too_long_for_64_bit_keys_are_refused(small_model):
     (word, char) = small_model.feature_blocks()
     too_long = dataclasses.replace(char, ngram_range=(2, 20))
     with pytest.raises(ValueError, match="do not fit 64-bit keys"):
-        onnx_export.term_keys(too_long)
-    assert len(onnx_export.term_keys(word)) == len(word.terms)
+        ngram_graph.term_keys(too_long)
+    assert len(ngram_graph.term_keys(word)) == len(word.terms)
+
+
+# ----------------------------------------------------------------------------------- the exporter registry
+
+
+def test_the_registry_gives_each_family_its_graph_builder_and_refuses_the_others(small_model):
+    assert exporter_for(small_model) is ngram_graph.build_graph
+    assert is_exportable(TweetSentimentModel) and is_exportable(small_model)
+    assert not is_exportable(LogisticRegression())
+    with pytest.raises(NoExporterError, match=r"LogisticRegression cannot be exported.*TweetSentimentModel"):
+        to_onnx(LogisticRegression(), {})
+
+
+def test_a_registered_family_exports_through_its_own_builder(small_model, monkeypatch):
+    """A new family only registers a builder: ``to_onnx`` uses it and declares the outputs it built."""
+
+    class ScoreOnly(TweetSentimentModel):
+        pass
+
+    def without_explanations(model):
+        graph = ngram_graph.build_graph(model)
+        outputs = [o for o in graph.graph.output if o.name == "negative_probability"]
+        del graph.graph.output[:]
+        graph.graph.output.extend(outputs)
+        return graph
+
+    monkeypatch.setitem(registry.EXPORTERS, ScoreOnly, without_explanations)
+    model = copy.deepcopy(small_model)
+    model.__class__ = ScoreOnly
+    meta = session(to_onnx(model, {}).SerializeToString()).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["explanation_outputs"]) == []
+    assert json.loads(meta["n_features"]) == small_model.n_features_
+
+
+def test_export_command_refuses_a_model_without_a_graph_builder(tmp_path, corpus):
+    _, labels = corpus
+    model_file = tmp_path / "linear.joblib"
+    joblib.dump(LogisticRegression().fit(np.arange(len(labels))[:, None], labels), model_file)
+    result = CliRunner().invoke(
+        app, ["export", "--model", str(model_file), "--out", str(tmp_path / "x.onnx")]
+    )
+    assert result.exit_code == 2
+    assert "LogisticRegression, which has no ONNX graph builder" in result.output
+    assert not (tmp_path / "x.onnx").exists()

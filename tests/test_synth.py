@@ -7,14 +7,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import typer
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from serving.normalizer import normalize
+from training.cli import app
 from training.data import read_tweets
-from training.synth import KAGGLE_MEMBER, command, write_synthetic
+from training.synth import KAGGLE_MEMBER, write_synthetic
 
 KAGGLE_ROW = re.compile(
     rb'^"(0|4)","(\d{10})","(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Apr|May|Jun) \d\d \d\d:\d\d:\d\d PDT 2009",'
@@ -70,11 +70,9 @@ def test_a_model_can_learn_something_but_not_everything(tmp_path: Path) -> None:
 
 
 def test_command_line(tmp_path: Path) -> None:
-    app = typer.Typer()
-    app.command()(command)
     out = tmp_path / "synthetic" / "s140.csv"
-    result = CliRunner().invoke(app, ["--rows", "200", "--out", str(out), "--seed", "9"])
+    result = CliRunner().invoke(app, ["synth", "--rows", "200", "--out", str(out), "--seed", "9"])
     assert result.exit_code == 0, result.output
     assert "200" in result.output
     assert len(read_tweets(out).texts) == 200
-    assert CliRunner().invoke(app, ["--rows", "1", "--out", str(out)]).exit_code != 0
+    assert CliRunner().invoke(app, ["synth", "--rows", "1", "--out", str(out)]).exit_code != 0

@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from tests.tweet_corpus import generated_corpus
-from training.text_model import TweetSentimentModel
+from training.modeling.text_model import TweetSentimentModel
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from tests.tweet_factory import tweets, write_labelled_csv
-from training.candidates import Candidate, all_candidates
 from training.dataset import Split, build_dataset
-from training.metrics import binary_metrics, choose_threshold, predict_labels
-from training.train import PERF_COLUMNS, CandidateResult, fit_candidate, run_training, select_winner
+from training.metrics import PERF_COLUMNS, binary_metrics, choose_threshold, predict_labels
+from training.modeling.candidates import Candidate, all_candidates
+from training.modeling.text_model import TweetSentimentModel
+from training.modeling.train import CandidateResult, fit_candidate, run_training, select_winner
 
 # ----------------------------------------------------------------------------------- metrics
 
@@ -63,7 +66,9 @@ def test_choose_threshold_finds_the_separating_value_closest_to_half():
 
 
 def _result(name: str, f1: float, auc: float, n_features: int, exportable: bool = True) -> CandidateResult:
-    candidate = Candidate(name, name, lambda: None, exportable=exportable)
+    # Exportable = the family has a registered ONNX graph builder (the forest has none).
+    candidate = Candidate(name, name, TweetSentimentModel if exportable else RandomForestClassifier)
+    assert candidate.exportable is exportable
     return CandidateResult(
         candidate, None, {"f1": f1, "roc_auc": auc}, np.zeros(1), {"n_features": n_features}
     )
@@ -87,6 +92,11 @@ def test_winner_falls_back_to_any_servable_candidate_when_none_fits_the_range():
     assert select_winner(results, min_features=300_000) == "small"
     with pytest.raises(ValueError, match="exported"):
         select_winner({"forest": _result("forest", 0.9, 0.9, 10, exportable=False)})
+
+
+def test_exportable_candidates_are_the_families_with_a_graph_builder():
+    exportable = {name for name, candidate in all_candidates().items() if candidate.exportable}
+    assert exportable == {"baseline", "logreg_tuned", "nb_logreg"}
 
 
 # ----------------------------------------------------------------------------------- fitting
@@ -145,6 +155,12 @@ def test_run_writes_one_row_per_candidate_and_logs_to_mlflow(small_dataset, tmp_
     assert (tmp_path / "report" / "candidates.png").stat().st_size > 5_000
     assert result.winner in {"baseline", "nb_logreg"}  # the forest cannot be served
     assert set(result.test_metrics) == {"test", "sts_gold"}
+    # What ``export`` reads beside the saved model: the run's fingerprint, test figures and threshold.
+    metadata = json.loads((tmp_path / "report" / "model.metadata.json").read_text(encoding="utf-8"))
+    assert metadata["training_data_fingerprint"] == small_dataset.fingerprint
+    assert metadata["threshold"] == result.threshold
+    assert set(metadata["test_metrics"]) == {"test", "sts_gold"}
+    assert metadata["test_metrics"]["sts_gold"]["n"] == result.test_metrics["sts_gold"]["n"]
 
     mlflow.set_tracking_uri(store.as_uri())
     client = mlflow.MlflowClient()

@@ -1,5 +1,5 @@
-"""``python -m training <subcommand>``."""
+"""``python -m training <command>``."""
 
-from training.cli import app
+from training.cli import main
 
-app()
+main()

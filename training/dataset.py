@@ -12,6 +12,11 @@ Cleaning policy (every count lands in ``Dataset.report``):
 5. the pool is split train / validation / test, stratified on the label, with a fixed seed; train-only
    rows (texts that are not in the pool) are added to train only.
 
+Feedback (a ``label,text`` file pulled from the ledger, ``training.feedback``) is split by text into a
+held-out part, kept whole as the external test set ``feedback_holdout`` (so step 3 keeps it out of every
+split), and a training part added to train only with a sample weight; its label overrides any pool or
+train-only copy of the same text (a user's correction is the newest judgement of that tweet).
+
 External test sets are kept whole (duplicates and texts empty after normalization included) so their
 figures compare with the published ones; their counts are reported. ``check_no_leakage`` then proves
 that no validation, internal-test or external-test text is in train.
@@ -19,6 +24,7 @@ that no validation, internal-test or external-test text is in train.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,9 +39,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.model_selection import train_test_split
 
 from serving.normalizer import NORMALIZER_VERSION, normalize
+from training.config import SEED
 from training.data import UNLABELLED, read_tweets
+from training.feedback import HOLDOUT_SET, HOLDOUT_SHARE, is_held_out
 
-EXTERNAL_TESTS = ("sentiment140_manual", "semeval2017_test", "sts_gold", "hcr_test")
 _PROGRESS_CHUNK = 20_000
 
 
@@ -49,6 +56,7 @@ class Split:
     texts: list[str]  # normalized (serving.normalizer.normalize)
     labels: np.ndarray  # int8 0/1
     raw_texts: list[str]
+    weights: np.ndarray | None = None  # sample weight per row (None: every row weighs 1)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -175,13 +183,22 @@ def build_dataset(
     external_tests: Mapping[str, Path],
     *,
     train_only_files: Sequence[Path] = (),
-    seed: int = 13,
+    seed: int = SEED,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     progress: bool = True,
+    feedback_file: Path | None = None,
+    feedback_weight: float = 1.0,
+    feedback_holdout: float | None = None,
 ) -> Dataset:
     """Read, normalize, clean, deduplicate and split (see the module docstring for the policy)."""
     pool, external, only = load_files(train_files, external_tests, train_only_files, progress=progress)
+    feedback = None
+    if feedback_file is not None:
+        share = HOLDOUT_SHARE if feedback_holdout is None else feedback_holdout
+        feedback, held_out = split_feedback(load_file(feedback_file), seed=seed, share=share)
+        if held_out.texts:
+            external = {**external, HOLDOUT_SET: held_out}
     return assemble_dataset(
         pool,
         external,
@@ -189,6 +206,8 @@ def build_dataset(
         seed=seed,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
+        feedback=feedback,
+        feedback_weight=feedback_weight,
     )
 
 
@@ -212,13 +231,18 @@ def assemble_dataset(
     external: Mapping[str, LoadedFile],
     train_only: Sequence[LoadedFile] = (),
     *,
-    seed: int = 13,
+    seed: int = SEED,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    feedback: LoadedFile | None = None,
+    feedback_weight: float = 1.0,
 ) -> Dataset:
-    """Clean, deduplicate and split already loaded files (``build_dataset`` without the reading)."""
+    """Clean, deduplicate and split already loaded files (``build_dataset`` without the reading);
+    ``feedback`` rows join train only, weighted ``feedback_weight``, and override same-text rows."""
     if not pool:
         raise ValueError("no training files given")
+    if not 0 < feedback_weight <= 1_000:
+        raise ValueError(f"the feedback weight must be in (0, 1000], got {feedback_weight}")
     for fraction in (validation_fraction, test_fraction):
         if not 0 <= fraction < 1:
             raise ValueError(f"split fractions must be in [0, 1), got {fraction}")
@@ -233,13 +257,21 @@ def assemble_dataset(
 
     # Steps 2-3 per file: drop empty texts and external-test texts, remembering file order.
     candidates: list[tuple[str, str, int, int]] = []  # (normalized, raw, label, source index)
-    sources = [*pool, *train_only]
+    sources = [*pool, *train_only, *([feedback] if feedback is not None else [])]
+    feedback_index = len(pool) + len(train_only) if feedback is not None else -1
+    feedback_texts = set(feedback.texts) if feedback is not None else set()
     for index, loaded in enumerate(sources):
-        counts = _file_counts(loaded, "train / validation / test pool" if index < len(pool) else "train only")
+        role = "train / validation / test pool" if index < len(pool) else "train only"
+        if index == feedback_index:
+            role = f"feedback (train only, weight {feedback_weight:g})"
+        counts = _file_counts(loaded, role)
         overlap = dict.fromkeys(external_texts, 0)
-        removed = 0
+        removed = replaced = 0
         for text, raw, label in zip(loaded.texts, loaded.raw_texts, loaded.labels.tolist(), strict=True):
             if not text:
+                continue
+            if index != feedback_index and text in feedback_texts:
+                replaced += 1
                 continue
             if text in any_external:
                 removed += 1
@@ -249,6 +281,8 @@ def assemble_dataset(
             candidates.append((text, raw, label, index))
         counts["removed_external_test_overlap"] = removed
         counts["overlap_by_test_set"] = overlap
+        if feedback is not None:
+            counts["replaced_by_feedback"] = replaced
         counts.update(duplicates=0, conflicting_label_dropped=0, kept=0)
         files_report[loaded.name] = counts
 
@@ -267,7 +301,8 @@ def assemble_dataset(
     train_rows, validation_rows, test_rows = _stratified_split(
         pool_rows, seed=seed, validation_fraction=validation_fraction, test_fraction=test_fraction
     )
-    train = _split("train", train_rows + only_rows)
+    weight_of = {feedback_index: float(feedback_weight)} if feedback is not None else None
+    train = _split("train", train_rows + only_rows, weight_of)
     validation = _split("validation", validation_rows)
     test = _split("test", test_rows)
     external_splits = {name: Split(name, lf.texts, lf.labels, lf.raw_texts) for name, lf in external.items()}
@@ -289,6 +324,8 @@ def assemble_dataset(
         "validation_fraction": validation_fraction,
         "test_fraction": test_fraction,
     }
+    if feedback is not None:  # only then, so fingerprints of runs without feedback stay as they were
+        recipe |= {"feedback_file": feedback.name, "feedback_weight": float(feedback_weight)}
     report = {
         "recipe": recipe,
         "files": files_report,
@@ -296,7 +333,9 @@ def assemble_dataset(
         "rows_dropped_for_label_ties": conflicts["tie_rows"],
         "rows_outvoted_by_majority_label": conflicts["outvoted_rows"],
         "splits": {
-            "train": train.counts() | {"from_train_only_files": len(only_rows)},
+            "train": train.counts()
+            | {"from_train_only_files": len(only_rows)}
+            | ({"from_feedback": sum(row[3] == feedback_index for row in only_rows)} if feedback else {}),
             "validation": validation.counts(),
             "test": test.counts(),
             **{name: split.counts() for name, split in external_splits.items()},
@@ -361,12 +400,19 @@ def _stratified_split(rows, *, seed: int, validation_fraction: float, test_fract
     return train, validation, test
 
 
-def _split(name: str, rows: list[tuple[str, str, int, int]]) -> Split:
+def _split(
+    name: str, rows: list[tuple[str, str, int, int]], weight_of: dict[int, float] | None = None
+) -> Split:
+    """Rows as a Split; ``weight_of`` (source index -> weight, others 1) gives it sample weights."""
+    weights = None
+    if weight_of:
+        weights = np.asarray([weight_of.get(row[3], 1.0) for row in rows], dtype=np.float64)
     return Split(
         name=name,
         texts=[row[0] for row in rows],
         labels=np.asarray([row[2] for row in rows], dtype=np.int8),
         raw_texts=[row[1] for row in rows],
+        weights=weights,
     )
 
 
@@ -390,6 +436,38 @@ def check_no_leakage(train: Split, others: Mapping[str, Split] | Iterable[Split]
             problems.append(f"{len(overlap)} texts of '{name}' are in '{train.name}' (e.g. {examples})")
     if problems:
         raise LeakageError("leakage: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------------------------------- feedback
+
+
+def split_feedback(
+    loaded: LoadedFile, *, seed: int = SEED, share: float = HOLDOUT_SHARE
+) -> tuple[LoadedFile, LoadedFile]:
+    """(training part, held-out part) of a loaded feedback file; texts empty after normalization are
+    dropped from both (nothing to learn or judge)."""
+    if not 0 <= share < 1:
+        raise ValueError(f"the held-out share must be in [0, 1), got {share}")
+    held = [bool(text) and is_held_out(text, seed=seed, share=share) for text in loaded.texts]
+    kept = [bool(text) and not out for text, out in zip(loaded.texts, held, strict=True)]
+
+    def part(mask: list[bool], name: str) -> LoadedFile:
+        rows = [i for i, keep in enumerate(mask) if keep]
+        return dataclasses.replace(
+            loaded,
+            name=name,
+            texts=[loaded.texts[i] for i in rows],
+            raw_texts=[loaded.raw_texts[i] for i in rows],
+            labels=np.asarray(loaded.labels[rows], dtype=np.int8),
+        )
+
+    return part(kept, loaded.name), part(held, f"{loaded.name} (held out)")
+
+
+def held_out_split(path: Path | str, *, seed: int = SEED, share: float = HOLDOUT_SHARE) -> Split:
+    """The held-out part of a feedback file as a test split (what ``compare`` judges the fixes on)."""
+    _, held = split_feedback(load_file(path), seed=seed, share=share)
+    return Split(HOLDOUT_SET, held.texts, held.labels, held.raw_texts)
 
 
 # ------------------------------------------------------------------------------------------- the recipe
@@ -424,5 +502,56 @@ def shared_recipe(data_dir: Path | str, *, with_headtail: bool = False) -> dict:
     wanted = [*recipe["train_files"], *recipe["external_tests"].values(), *recipe["train_only_files"]]
     missing = [str(p) for p in wanted if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"the labelled tweet folder {data_dir} lacks: {', '.join(missing)}")
+        raise FileNotFoundError(
+            f"the labelled tweet folder {data_dir} lacks: {', '.join(missing)}. To train on your own files, "
+            f"give each with --data FILE ({ACCEPTED_FORMATS})"
+        )
+    return recipe
+
+
+ACCEPTED_FORMATS = (
+    "Sentiment140 as Kaggle ships it, a CSV with a 'label,text' header, JSON or JSON Lines; "
+    "plain, .gz or a .zip holding one file"
+)
+TWEET_FILE_SUFFIXES = (".csv", ".json", ".jsonl", ".ndjson", ".js", ".gz", ".zip")
+
+
+def tweet_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The files named, a folder standing for the tweet files in it (by suffix, sorted, recursively)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            inside = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in TWEET_FILE_SUFFIXES and not p.name.startswith(".")
+            )
+            if not inside:
+                suffixes = ", ".join(TWEET_FILE_SUFFIXES)
+                raise FileNotFoundError(
+                    f"{path} holds no tweet file (looked for {suffixes}); accepted: {ACCEPTED_FORMATS}"
+                )
+            found.extend(inside)
+        else:
+            raise FileNotFoundError(f"{path} does not exist")
+    return found
+
+
+def training_recipe(
+    data_dir: Path | str | None, data_files: Sequence[Path | str] = (), *, with_headtail: bool = False
+) -> dict:
+    """``build_dataset`` keyword arguments: the labelled tweet folder's recipe and/or the user's own
+    files. Own files join the pool (split train / validation / test like the rest); without a folder
+    they are the whole pool and the internal test split is the only test set."""
+    files = tweet_files(data_files)
+    if data_dir is None:
+        if not files:
+            raise ValueError("give --data-dir DIR and/or --data FILE")
+        if with_headtail:
+            raise ValueError("--with-headtail needs --data-dir (the head/tail file is in that folder)")
+        return {"train_files": files, "external_tests": {}, "train_only_files": []}
+    recipe = shared_recipe(data_dir, with_headtail=with_headtail)
+    recipe["train_files"] = [*recipe["train_files"], *files]
     return recipe

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
 
 import matplotlib
 
@@ -20,9 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import typer
 
-from training.dataset import Dataset, LoadedFile, assemble_dataset, load_files, shared_recipe
+from training.config import SEED
+from training.dataset import Dataset, LoadedFile, assemble_dataset, load_files
 
 STATISTICS = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
 FIGURES = {
@@ -215,48 +214,10 @@ def run_eda(
     out: Path,
     *,
     train_only_files: Sequence[Path] = (),
-    seed: int = 13,
+    seed: int = SEED,
     progress: bool = True,
 ) -> Path:
     """Load the files once, build the dataset from them, write the report."""
     pool, external, only = load_files(train_files, external_tests, train_only_files, progress=progress)
     dataset = assemble_dataset(pool, external, only, seed=seed)
     return write_report(dataset, [*pool, *only, *external.values()], out)
-
-
-def command(
-    files: Annotated[
-        list[Path] | None, typer.Argument(help="Tweet files to describe (all treated as training files).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="The labelled tweet folder: describe the committed model's recipe.")
-    ] = None,
-    with_headtail: Annotated[
-        bool, typer.Option(help="With --data-dir: include the head/tail Sentiment140 file (train only).")
-    ] = False,
-    out: Annotated[Path, typer.Option(help="Folder for eda.md, eda.json and the PNG figures.")] = Path(
-        "reports/eda"
-    ),
-    seed: Annotated[int, typer.Option(help="Split seed (as in training).")] = 13,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-) -> None:
-    """Describe tweet files: class balance, missing and duplicate counts, words per tweet before/after."""
-    files = list(files or [])
-    if data_dir is None and not files:
-        raise typer.BadParameter("give --data-dir DIR and/or tweet files")
-    recipe = {"train_files": [], "external_tests": {}, "train_only_files": []}
-    try:
-        if data_dir is not None:
-            recipe = shared_recipe(data_dir, with_headtail=with_headtail)
-        path = run_eda(
-            [*recipe["train_files"], *files],
-            recipe["external_tests"],
-            out,
-            train_only_files=recipe["train_only_files"],
-            seed=seed,
-            progress=progress,
-        )
-    except (ValueError, FileNotFoundError) as error:  # TweetFileError and LeakageError included
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
-    typer.echo(f"wrote {path}")

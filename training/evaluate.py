@@ -12,14 +12,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
 from serving import contract
-from training import plots
 from training.metrics import HEADLINE, binary_metrics
+from training.reporting import plots
 
 
 @dataclass
@@ -39,7 +37,7 @@ def load_model(path: Path | str) -> LoadedModel:
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.suffix == ".onnx":
-        from training.onnx_export import open_session, score
+        from training.export.artifact import open_session, score
 
         session = open_session(path)
         metadata = contract.decode_metadata(session.get_modelmeta().custom_metadata_map, strict=False)
@@ -90,7 +88,7 @@ def evaluate_files(model: LoadedModel, test_files: Sequence[Path], out_dir: Path
         "results": results,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out_dir / "summary.md").write_text(_markdown(summary), encoding="utf-8")
+    (out_dir / "summary.md").write_text(markdown_summary(summary), encoding="utf-8")
     return summary
 
 
@@ -101,7 +99,8 @@ def _unique(name: str, taken: dict) -> str:
     return candidate
 
 
-def _markdown(summary: dict) -> str:
+def markdown_summary(summary: dict) -> str:
+    """``summary.md``: one row per test file, then each confusion matrix."""
     columns = ("n", *HEADLINE, "f1_negative", "f1_positive")
     lines = [
         f"# Evaluation of `{summary['model']}`",
@@ -123,27 +122,3 @@ def _markdown(summary: dict) -> str:
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         lines.append(f"- {name}: confusion (rows true neg/pos) [[{tn}, {fp}], [{fn}, {tp}]]")
     return "\n".join(lines) + "\n"
-
-
-def command(
-    model: Annotated[Path, typer.Option(help="Model file: .onnx (scored with onnxruntime) or .joblib.")],
-    test: Annotated[list[Path], typer.Option(help="Labelled tweet file to measure on (repeat for several).")],
-    out: Annotated[
-        Path, typer.Option(help="Folder for summary.json, summary.md and the PNG figures.")
-    ] = Path("reports/evaluate"),
-) -> None:
-    """Accuracy, precision, recall, F1 (per class and macro), ROC-AUC, confusion matrix and ROC curve."""
-    from rich.console import Console
-
-    console = Console()
-    try:
-        loaded = load_model(model)
-    except (FileNotFoundError, ValueError) as error:
-        raise typer.BadParameter(str(error), param_hint="--model") from error
-    missing = [str(p) for p in test if not Path(p).is_file()]
-    if missing:
-        raise typer.BadParameter(f"no such test file: {', '.join(missing)}", param_hint="--test")
-    with console.status("scoring"):
-        summary = evaluate_files(loaded, test, out)
-    console.print(_markdown(summary))
-    console.print(f"written to {out}")

@@ -7,6 +7,8 @@ model card, ``evaluate``) goes through :func:`binary_metrics`, so figures are co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -16,7 +18,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-LABEL_NAMES = ("negative", "positive")
+from serving.contract import LABELS
+
+
+def negative_probability(model, texts: Sequence[str]) -> np.ndarray:
+    """Column 0 of ``predict_proba`` on normalized texts: every candidate family answers it."""
+    return np.asarray(model.predict_proba(list(texts)))[:, 0]
 
 
 def predict_labels(negative_probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -51,7 +58,7 @@ def binary_metrics(labels: np.ndarray, negative_probability: np.ndarray, thresho
         "roc_auc": float(roc_auc_score(y, 1.0 - p_neg)) if len(np.unique(y)) == 2 else None,
         "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
     }
-    for index, name in enumerate(LABEL_NAMES):
+    for index, name in enumerate(LABELS):
         result[f"precision_{name}"] = float(precision[index])
         result[f"recall_{name}"] = float(recall[index])
         result[f"f1_{name}"] = float(f1[index])

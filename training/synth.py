@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
-import typer
+
+from training.config import SEED
 
 KAGGLE_MEMBER = "training.1600000.processed.noemoticon.csv"
 _FIRST_ID, _LAST_ID = 1_467_810_369, 2_329_205_794
@@ -128,7 +129,7 @@ def _dates_and_ids(rng: np.random.Generator, count: int) -> tuple[list[str], lis
     return dates, ids.tolist()
 
 
-def synthetic_lines(rows: int, seed: int = 13) -> Iterator[str]:
+def synthetic_lines(rows: int, seed: int = SEED) -> Iterator[str]:
     """The file's lines, in chunks of text: half negative (target 0) first, then half positive (4)."""
     rng = np.random.default_rng(seed)
     users = _users(rng, max(1000, rows // 8))
@@ -167,7 +168,7 @@ def _open_output(out: Path) -> Iterator[BinaryIO]:
             yield stream
 
 
-def write_synthetic(out: Path, rows: int, seed: int = 13) -> Path:
+def write_synthetic(out: Path, rows: int, seed: int = SEED) -> Path:
     """Write ``rows`` synthetic tweets to ``out`` in the Sentiment140 format; returns ``out``."""
     if rows < 2:
         raise ValueError("rows must be at least 2 (one per class)")
@@ -175,17 +176,3 @@ def write_synthetic(out: Path, rows: int, seed: int = 13) -> Path:
         for chunk in synthetic_lines(rows, seed):
             stream.write(chunk.encode("latin-1"))
     return Path(out)
-
-
-def command(
-    out: Annotated[
-        Path, typer.Option(help="File to write (.csv, .csv.gz or .zip like the Kaggle download).")
-    ],
-    rows: Annotated[
-        int, typer.Option(min=2, help="Number of tweets (the real corpus has 1,600,000).")
-    ] = 1_600_000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same bytes.")] = 13,
-) -> None:
-    """Write a synthetic tweet file in the exact Sentiment140 format (for scale tests)."""
-    write_synthetic(out, rows, seed)
-    typer.echo(f"wrote {rows:,} synthetic tweets to {out}")

@@ -52,3 +52,34 @@ def flat_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat
+
+
+def log_candidate(result) -> None:
+    """One nested MLflow run per fitted candidate, one nested run below it per search setting.
+
+    ``result`` carries ``candidate``, ``model``, ``metrics``, ``row`` and ``search_rows`` (the trainer's
+    ``CandidateResult``)."""
+    import mlflow
+
+    from training.metrics import headline
+    from training.reporting.tables import jsonable
+
+    params = jsonable(result.model.get_params(deep=False)) if hasattr(result.model, "get_params") else {}
+    with mlflow.start_run(run_name=result.candidate.name, nested=True):
+        mlflow.log_params(flat_params({"candidate": result.candidate.name, **params}))
+        mlflow.log_param("search", result.row["search"])
+        mlflow.log_metrics(
+            flat_metrics(
+                {
+                    **headline(result.metrics),
+                    "fit_time_s": result.row["fit_time_s"],
+                    "search_time_s": result.row["search_time_s"],
+                    "scoring_time_s": result.row["scoring_time_s"],
+                    "model_size_bytes": result.row["model_size_bytes"],
+                }
+            )
+        )
+        for index, search_row in enumerate(result.search_rows):
+            with mlflow.start_run(run_name=f"{result.candidate.name}-{index}", nested=True):
+                mlflow.log_params(flat_params(jsonable(search_row["params"])))
+                mlflow.log_metrics({k: v for k, v in search_row.items() if k.startswith("validation_")})

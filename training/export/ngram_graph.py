@@ -1,4 +1,4 @@
-"""Export ``TweetSentimentModel`` to an ONNX graph whose work per text follows its n-grams.
+"""The ONNX graph of ``TweetSentimentModel``, whose work per text follows its n-grams.
 
 The stock converter scores through ONNX ``TfIdfVectorizer``, which materialises a dense
 [texts x features] tensor: cost and memory grow with the vocabulary. This graph instead does, per batch:
@@ -12,7 +12,7 @@ The stock converter scores through ONNX ``TfIdfVectorizer``, which materialises 
 3. look the keys up: short orders (character 2-3-grams, word unigrams) by position in dense tables,
    the others in an int64 ``LabelEncoder``; unknown keys point at an all-zero row. The file holds no
    vocabulary strings;
-4. "occurrence_l2" models (the production setting, see ``training/text_model.py``): gather
+4. "occurrence_l2" models (the production setting, see ``training/modeling/text_model.py``): gather
    (w x idf, idf**2) per n-gram occurrence from a float32 table, sum per text in float64, logit =
    intercept + sum(w x idf) / sqrt(sum(idf**2)) per block, sigmoid. No sort, no scatter;
 5. "l2" models need the count of each distinct (row, term): sort ``row * V + index`` (``TopK``), cut
@@ -28,28 +28,17 @@ Sums are float64, as in scikit-learn; what differs is the float32 value table an
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from serving import contract
-from serving.normalizer import NORMALIZER_VERSION, normalize
-from serving.runtime import negative_probabilities
-from training.text_model import FeatureBlock, TweetSentimentModel, describe
+from training.modeling.text_model import FeatureBlock, TweetSentimentModel
 
 INPUT = contract.INPUT_NAME
 # Optional bool scalar input (an initializer, default false): true fills the explanation outputs.
 EXPLAIN = contract.EXPLAIN_INPUT
 OUTPUTS = (contract.PROBABILITY_OUTPUT, *contract.TERM_OUTPUTS)
-LABELS = list(contract.LABELS)
 OPSETS = {"": 21, "ai.onnx.ml": 4, "com.microsoft": 1}
 # A Tokenizer with tokenexp "." only ever yields one-character tokens, so a two-character pad value can
 # never be mistaken for a character of the text.
@@ -57,46 +46,6 @@ CHAR_PAD = "\x1f\x1f"
 # N-gram orders with at most this many possible keys are looked up by position in a dense table.
 DENSE_KEYS = 2**17
 INT64_MAX = np.iinfo(np.int64).max
-
-ADVERSARIAL_TEXTS: list[str] = [
-    "",
-    "   ",
-    "@united http://t.co/abc #",
-    "😡😡😡",
-    "✈️🙂",
-    "😂😂😂 😭",
-    "東京行きのフライトが遅れた",
-    "Рейс задержали на пять часов",
-    "رحلة متأخرة جدا",
-    "מטוס",
-    "Ünïcödé çafé naïve résumé",
-    "!!!???!!!",
-    "?",
-    "a",
-    "x " * 5_000,
-    "delayed " * 1_250,
-    "w" * 10_000,
-    "supercalifragilisticexpialidocious" * 100,
-    "the the the the the the the the the the",
-    "not good not good not good not good",
-    "thank you thank you thank you",
-    "late late late late late late late late bag lost lost lost",
-    ":) :( :-) :-( <3 </3 :D D: ;)",
-    "I looooooove this airline!!!!",
-    "worst flight ever, lost my bag @AirParadis http://bit.ly/xyz",
-    "great crew, smooth flight, thank you @AirParadis!",
-    "\t\n\r tabs\tand\nnewlines\r\n",
-    "&amp; &lt;3 &quot;quoted&quot; &#39;",
-    "\x00\x1f control \x7f chars",
-    "a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 _",
-]
-
-
-class ParityError(AssertionError):
-    """onnxruntime and scikit-learn disagree beyond the tolerance: the file must not be written."""
-
-
-# -- graph construction ------------------------------------------------------------------------
 
 
 class _Graph:
@@ -142,10 +91,10 @@ def _dim(g: _Graph, x: str, axis: int) -> str:
 
 def _alphabet(block: FeatureBlock) -> list[str]:
     """The units (words or characters) the block's terms are made of, in a fixed order."""
-    return sorted({unit for term in block.terms for unit in _units(block, term)})
+    return sorted({unit for term in block.terms for unit in term_units(block, term)})
 
 
-def _units(block: FeatureBlock, term: str) -> list[str]:
+def term_units(block: FeatureBlock, term: str) -> list[str]:
     return term.split(" ") if block.analyzer == "word" else list(term)
 
 
@@ -171,7 +120,7 @@ def term_keys(block: FeatureBlock, alphabet: list[str] | None = None) -> np.ndar
     keys = np.empty(len(block.terms), dtype=np.int64)
     for position, term in enumerate(block.terms):
         key = 1
-        for unit in _units(block, term):
+        for unit in term_units(block, term):
             key = key * radix + codes[unit]
         keys[position] = key
     return keys
@@ -242,7 +191,7 @@ class _BlockTerms:
         self.radix = _radix(block, self.alphabet)
         self.keys = _ngram_keys(g, block, _unit_codes(g, block, text, self.alphabet), self.radix)
         self.term_keys = term_keys(block, self.alphabet)
-        orders = np.array([len(_units(block, term)) for term in block.terms])
+        orders = np.array([len(term_units(block, term)) for term in block.terms])
         self.dense = [(n, key) for n, key in self.keys if self.radix**n <= DENSE_KEYS]
         self.sparse = [(n, key) for n, key in self.keys if self.radix**n > DENSE_KEYS]
         self.offsets = {
@@ -482,107 +431,3 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
     )
     onnx_model.ir_version = 10
     return onnx_model
-
-
-# -- metadata, parity, export ------------------------------------------------------------------
-
-
-def to_onnx(model: TweetSentimentModel, metadata: dict) -> onnx.ModelProto:
-    """Graph + metadata. Every metadata value is stored as a JSON document; ``model_version`` is the
-    creation date and the first 8 hex digits of the graph bytes' sha256, so any change of weights,
-    vocabulary or structure gives a new version."""
-    onnx_model = build_graph(model)
-    values = {
-        "normalizer_version": NORMALIZER_VERSION,
-        "training_data_fingerprint": None,
-        "test_metrics": {},
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **metadata,
-    }
-    values.update(
-        threshold=float(model.threshold),
-        labels=LABELS,
-        explanation_outputs=list(contract.TERM_OUTPUTS),
-        n_features=int(model.n_features_),
-        params=describe(model),
-    )
-    digest = hashlib.sha256(onnx_model.graph.SerializeToString(deterministic=True)).hexdigest()[:8]
-    created = dt.datetime.fromisoformat(str(values["created_at"]))
-    values["model_version"] = f"{created:%Y.%m.%d}-{digest}"
-    helper.set_model_props(
-        onnx_model, {key: json.dumps(value, default=_plain) for key, value in values.items()}
-    )
-    return onnx_model
-
-
-def _plain(value):
-    """numpy scalars and arrays (e.g. from a grid search's best parameters) as JSON values."""
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")
-
-
-def open_session(onnx_path_or_bytes) -> ort.InferenceSession:
-    """An onnxruntime session on the CPU provider from a path, bytes or an in-memory ModelProto."""
-    if isinstance(onnx_path_or_bytes, onnx.ModelProto):
-        onnx_path_or_bytes = onnx_path_or_bytes.SerializeToString()
-    if isinstance(onnx_path_or_bytes, Path):
-        onnx_path_or_bytes = str(onnx_path_or_bytes)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # the overridable ``explain`` initializer is intended, not a warning
-    return ort.InferenceSession(onnx_path_or_bytes, options, providers=["CPUExecutionProvider"])
-
-
-def score(session: ort.InferenceSession, normalized_texts: list[str]) -> np.ndarray:
-    """Negative probabilities from the graph, scored the way serving scores them."""
-    return negative_probabilities(session, normalized_texts).astype(np.float64)
-
-
-def check_parity(model: TweetSentimentModel, onnx_path_or_bytes, texts, tolerance: float = 1e-5) -> dict:
-    """Compare onnxruntime with scikit-learn on ``texts`` + ``ADVERSARIAL_TEXTS`` (all normalized
-    first). Raises ``ParityError`` when any probability differs by more than ``tolerance``."""
-    normalized = [normalize(text) for text in [*texts, *ADVERSARIAL_TEXTS]]
-    expected = model.negative_probability(normalized)
-    actual = score(open_session(onnx_path_or_bytes), normalized)
-    difference = np.abs(actual - expected)
-    difference[np.isnan(difference)] = np.inf
-    worst = int(np.argmax(difference))
-    report = {
-        "texts": len(normalized),
-        "adversarial_texts": len(ADVERSARIAL_TEXTS),
-        "max_abs_difference": float(difference[worst]),
-        "tolerance": tolerance,
-        "label_flips": int(np.sum((expected >= model.threshold) != (actual >= model.threshold))),
-    }
-    if not difference[worst] <= tolerance:
-        raise ParityError(
-            f"onnxruntime and scikit-learn differ by {difference[worst]:.3g} (> {tolerance:g}) on text "
-            f"{worst} {normalized[worst][:80]!r}: onnx {actual[worst]:.9f}, sklearn {expected[worst]:.9f}"
-        )
-    return report
-
-
-def export_model(model: TweetSentimentModel, path, parity_texts, metadata: dict) -> dict:
-    """Build the graph, check parity, and only then write ``path`` (atomically)."""
-    onnx_model = to_onnx(model, metadata)
-    data = onnx_model.SerializeToString()
-    parity = check_parity(model, data, parity_texts)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    properties = {p.key: json.loads(p.value) for p in onnx_model.metadata_props}
-    return {
-        "path": str(path),
-        "bytes": len(data),
-        "model_version": properties["model_version"],
-        "n_features": properties["n_features"],
-        "parity": parity,
-    }

@@ -3,7 +3,7 @@ logistic regression.
 
 Input texts are already normalized (``serving.normalizer.normalize``): lowercase tokens joined by
 single spaces. Tokens are therefore ``text.split(" ")`` and nothing else, which is what lets the ONNX
-graph in ``training/onnx_export.py`` reproduce the features exactly. Each feature block is normalised
+graph in ``training/export/ngram_graph.py`` reproduce the features exactly. Each feature block is normalised
 on its own, as a separate ``TfidfVectorizer`` would do it, by one of two norms (``norm``):
 
 - ``"l2"``: the usual TF-IDF L2 norm (optionally on ``1 + log tf``);
@@ -26,11 +26,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from training.config import SEED
+
 # Tokens are the normalizer's space-separated words; the pattern never matches an empty string.
 WORD_TOKEN_PATTERN = r"[^ ]+"
 NB_ALPHA = 1.0
 NORMS = ("l2", "occurrence_l2")
-RANDOM_STATE = 13
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         scale = np.divide(1.0, np.sqrt(squares), out=np.zeros_like(squares), where=squares > 0)
         return sp.csr_matrix(x.multiply(scale[:, np.newaxis]))
 
-    def fit(self, texts, labels):
-        """Fit the vectorizers, the NB ratios (when asked) and the logistic regression."""
+    def fit(self, texts, labels, sample_weight=None):
+        """Fit the vectorizers, the NB ratios (when asked) and the logistic regression; ``sample_weight``
+        (e.g. heavier feedback rows) weighs the NB counts and the regression's loss, not the idf."""
         if not 0.0 < float(self.threshold) < 1.0:
             raise ValueError(f"threshold must be strictly between 0 and 1, got {self.threshold}")
         texts = _as_texts(texts)
@@ -152,16 +154,20 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{len(texts)} texts but {len(y)} labels")
         if not set(np.unique(y)) <= {0, 1} or len(np.unique(y)) != 2:
             raise ValueError("labels must be 0 (negative) and 1 (positive), both present")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != y.shape or not np.all(np.isfinite(sample_weight) & (sample_weight > 0)):
+                raise ValueError(f"sample_weight must hold {len(y)} positive finite numbers")
         self.vectorizers_ = self._vectorizers()
         x = sp.hstack([self._block_features(v, texts, fit=True) for v in self.vectorizers_], format="csr")
-        self.nb_ratio_ = self._nb_ratio(x, y) if self.nb_weighting else np.ones(x.shape[1])
+        self.nb_ratio_ = self._nb_ratio(x, y, sample_weight) if self.nb_weighting else np.ones(x.shape[1])
         self.classifier_ = LogisticRegression(
             solver="liblinear",
             C=self.C,
             class_weight=self.class_weight,
             max_iter=self.max_iter,
-            random_state=RANDOM_STATE,
-        ).fit(self._weighted(x), y)
+            random_state=SEED,
+        ).fit(self._weighted(x), y, sample_weight=sample_weight)
         self.classes_ = np.array([0, 1])
         self.n_features_ = int(x.shape[1])
         return self
@@ -179,11 +185,13 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         return float(self.classifier_.intercept_[0])
 
     @staticmethod
-    def _nb_ratio(x: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
-        """NBSVM log-count ratio r = log((p/|p|) / (q/|q|)) on binarized features, smoothed by alpha."""
+    def _nb_ratio(x: sp.csr_matrix, y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+        """NBSVM log-count ratio r = log((p/|p|) / (q/|q|)) on binarized features, smoothed by alpha;
+        each text counts ``sample_weight`` times."""
         present = (x > 0).astype(np.float64)
-        p = NB_ALPHA + np.asarray(present[y == 1].sum(axis=0)).ravel()
-        q = NB_ALPHA + np.asarray(present[y == 0].sum(axis=0)).ravel()
+        weight = np.ones(len(y)) if sample_weight is None else sample_weight
+        p = NB_ALPHA + np.asarray(present.T @ (weight * (y == 1))).ravel()
+        q = NB_ALPHA + np.asarray(present.T @ (weight * (y == 0))).ravel()
         return np.log((p / p.sum()) / (q / q.sum()))
 
     def _weighted(self, x: sp.csr_matrix) -> sp.csr_matrix:
@@ -197,9 +205,14 @@ class TweetSentimentModel(ClassifierMixin, BaseEstimator):
         texts = _as_texts(texts)
         return sp.hstack([self._block_features(v, texts, fit=False) for v in self.vectorizers_], format="csr")
 
+    def classifier_input(self, texts) -> sp.csr_matrix:
+        """What the fitted logistic regression scores (features x NB ratios): a search can compute it
+        once and refit only ``classifier_``."""
+        return self._weighted(self.transform(texts))
+
     def decision_function(self, texts) -> np.ndarray:
         """Positive-class logit."""
-        return self.classifier_.decision_function(self._weighted(self.transform(texts)))
+        return self.classifier_.decision_function(self.classifier_input(texts))
 
     def negative_probability(self, texts) -> np.ndarray:
         return expit(-self.decision_function(texts))

@@ -8,64 +8,15 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import numpy as np
 
-from training import plots
+from training.config import TARGETS, TEST_SET_TITLES
 from training.metrics import PERF_COUNTS, PERF_MEASURES, headline
-
-TEST_SET_TITLES = {
-    "test": "internal test split",
-    "sentiment140_manual": "Sentiment140 manual test",
-    "semeval2017_test": "SemEval-2017 test",
-    "sts_gold": "STS-Gold",
-    "hcr_test": "HCR test",
-}
-TARGETS = {
-    "sentiment140_manual": [("accuracy", "accuracy", 0.88)],
-    "semeval2017_test": [("f1", "macro-F1", 0.80), ("roc_auc", "ROC-AUC", 0.92)],
-    "sts_gold": [("f1", "macro-F1", 0.90)],
-}
-
-
-def write_figures(training, dataset, figures_dir: Path) -> dict[str, Path]:
-    """Candidate chart, ROC curves on every test set, a confusion matrix per test set, baseline bars."""
-    from training.train import negative_probability
-
-    figures_dir = Path(figures_dir)
-    model = training.results[training.winner].model
-    figures = {
-        "candidates_validation": plots.comparison_chart(
-            [r.row for r in training.results.values()], figures_dir / "candidates_validation.png"
-        )
-    }
-    splits = {"test": dataset.test, **dataset.external}
-    scores = {name: negative_probability(model, split.texts) for name, split in splits.items()}
-    figures["roc_test_sets"] = plots.roc_curves(
-        {TEST_SET_TITLES.get(n, n): (splits[n].labels, scores[n]) for n in splits},
-        figures_dir / "roc_test_sets.png",
-        title=f"ROC curves of the production model ({training.winner})",
-    )
-    for name, metrics in training.test_metrics.items():
-        figures[f"confusion_{name}"] = plots.confusion_matrix_plot(
-            metrics["confusion_matrix"],
-            figures_dir / f"confusion_{name}.png",
-            title=f"{TEST_SET_TITLES.get(name, name)} (threshold {training.threshold:.2f})",
-        )
-    if training.baseline_test_metrics:
-        for metric in ("f1", "roc_auc"):
-            figures[f"vs_baseline_{metric}"] = plots.test_set_chart(
-                {
-                    "baseline": training.baseline_test_metrics,
-                    f"production ({training.winner})": training.test_metrics,
-                },
-                figures_dir / f"vs_baseline_{metric}.png",
-                metric=metric,
-            )
-    return figures
+from training.reporting import plots
 
 
 @dataclass
@@ -83,19 +34,38 @@ class CardFacts:
     fingerprint: str
 
 
-def facts_from_run(training, dataset) -> CardFacts:
-    winner = training.results[training.winner]
-    return CardFacts(
-        winner=training.winner,
-        description=winner.candidate.description,
-        params=dict(winner.model.get_params()),
-        threshold=training.threshold,
-        rows=[result.row for result in training.results.values()],
-        test_metrics=training.test_metrics,
-        baseline_test_metrics=training.baseline_test_metrics,
-        report=dataset.report,
-        fingerprint=dataset.fingerprint,
+def write_figures(
+    facts: CardFacts, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], figures_dir: Path
+) -> dict[str, Path]:
+    """Candidate chart, ROC curves on every test set, a confusion matrix per test set, baseline bars.
+
+    ``curves``: test set name -> (labels, the production model's negative probabilities)."""
+    figures_dir = Path(figures_dir)
+    figures = {
+        "candidates_validation": plots.comparison_chart(facts.rows, figures_dir / "candidates_validation.png")
+    }
+    figures["roc_test_sets"] = plots.roc_curves(
+        {TEST_SET_TITLES.get(name, name): curve for name, curve in curves.items()},
+        figures_dir / "roc_test_sets.png",
+        title=f"ROC curves of the production model ({facts.winner})",
     )
+    for name, metrics in facts.test_metrics.items():
+        figures[f"confusion_{name}"] = plots.confusion_matrix_plot(
+            metrics["confusion_matrix"],
+            figures_dir / f"confusion_{name}.png",
+            title=f"{TEST_SET_TITLES.get(name, name)} (threshold {facts.threshold:.2f})",
+        )
+    if facts.baseline_test_metrics:
+        for metric in ("f1", "roc_auc"):
+            figures[f"vs_baseline_{metric}"] = plots.test_set_chart(
+                {
+                    "baseline": facts.baseline_test_metrics,
+                    f"production ({facts.winner})": facts.test_metrics,
+                },
+                figures_dir / f"vs_baseline_{metric}.png",
+                metric=metric,
+            )
+    return figures
 
 
 _NUMBERS = set(PERF_MEASURES)
@@ -104,8 +74,6 @@ _COUNTS = set(PERF_COUNTS)
 
 def facts_from_reports(report_dir: Path) -> CardFacts:
     """Rebuild the facts from ``summary.json`` and ``perf_models.csv`` of a ``train --out`` folder."""
-    from training.candidates import all_candidates
-
     summary = json.loads((Path(report_dir) / "summary.json").read_text(encoding="utf-8"))
     with (Path(report_dir) / "perf_models.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -117,7 +85,7 @@ def facts_from_reports(report_dir: Path) -> CardFacts:
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in summary["params"].items()}
     return CardFacts(
         winner=summary["winner"],
-        description=all_candidates()[summary["winner"]].description,
+        description=next(row["description"] for row in rows if row["candidate"] == summary["winner"]),
         params=params,
         threshold=float(summary["threshold"]),
         rows=rows,
@@ -352,24 +320,11 @@ def _figures_in(folder: Path) -> dict[str, Path]:
     return {figure.stem: figure for figure in sorted(Path(folder).glob("*.png"))}
 
 
-def command(
-    report: Annotated[
-        Path, typer.Option(help="A train --out folder (summary.json, perf_models.csv, export.json).")
-    ],
-    card: Annotated[Path, typer.Option(help="The card to write; figures/ beside it.")] = Path(
-        "model/README.md"
-    ),
-    command_line: Annotated[str | None, typer.Option(help="The train command that made the run.")] = None,
-) -> None:
-    """Re-render the model card from a run's reports (no retraining; figures are reused)."""
-    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
-    exported = json.loads((report / "export.json").read_text(encoding="utf-8"))
-    figures = _figures_in(card.parent / "figures")
-    write_card(
+def render_from_reports(report: Path, card: Path, command_line: str | None = None) -> Path:
+    """Re-render the card from a ``train --out`` folder (no retraining; the figures beside it are reused)."""
+    summary = json.loads((Path(report) / "summary.json").read_text(encoding="utf-8"))
+    exported = json.loads((Path(report) / "export.json").read_text(encoding="utf-8"))
+    figures = _figures_in(Path(card).parent / "figures")
+    return write_card(
         facts_from_reports(report), exported, figures, card, command_line or summary.get("command_line", "")
     )
-    typer.echo(f"wrote {card}")
-
-
-if __name__ == "__main__":
-    typer.run(command)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from training.metrics import LABEL_NAMES
+from serving.contract import LABELS
 
 
 def _save(fig, path: Path) -> Path:
@@ -60,8 +60,8 @@ def confusion_matrix_plot(matrix, path: Path, title: str = "") -> Path:
         for j in range(2):
             color = "white" if shares[i, j] > 0.6 else "black"
             ax.text(j, i, f"{int(counts[i, j])}\n{shares[i, j]:.1%}", ha="center", va="center", color=color)
-    ax.set_xticks([0, 1], LABEL_NAMES)
-    ax.set_yticks([0, 1], LABEL_NAMES)
+    ax.set_xticks([0, 1], LABELS)
+    ax.set_yticks([0, 1], LABELS)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "Confusion matrix", fontsize=10)

@@ -1,8 +1,8 @@
 """The model families ``train`` compares, each with its search space.
 
 Every candidate takes NORMALIZED texts and answers ``predict_proba`` (column 0 = negative), so one
-scoring path measures them all. Only ``TweetSentimentModel`` candidates can become the production
-model: the ONNX exporter turns exactly that estimator into a graph whose work follows the tokens.
+scoring path measures them all. Only candidates whose family has a registered ONNX graph builder
+(``training.export.families``; today ``TweetSentimentModel``) can become the production model.
 Tree ensembles are tuned on a subsample of the training split (they are orders of magnitude slower on
 sparse n-grams); the candidate table says so in its ``search`` column.
 """
@@ -20,9 +20,9 @@ from sklearn.feature_selection import SelectPercentile, chi2
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-from training.text_model import WORD_TOKEN_PATTERN, TweetSentimentModel
+from training.config import SEED
+from training.modeling.text_model import WORD_TOKEN_PATTERN, TweetSentimentModel
 
-SEED = 13
 TREE_SUBSAMPLE = 20_000
 
 
@@ -39,7 +39,13 @@ class Candidate:
     search: str = "none"
     n_iter: int = 0  # RandomizedSearchCV draws
     subsample: int | None = None  # training rows used (None: the whole training split)
-    exportable: bool = False  # a TweetSentimentModel, exportable to the production ONNX graph
+
+    @property
+    def exportable(self) -> bool:
+        """Whether the family has a registered ONNX graph builder (it can become the production model)."""
+        from training.export.families import is_exportable
+
+        return is_exportable(self.build())
 
 
 def _word_tfidf(ngram_range=(1, 2), max_features=50_000) -> TfidfVectorizer:
@@ -89,7 +95,7 @@ PRODUCTION_PARAMS = {
     "char_ngram_range": (2, 5),
     "char_max_features": 300_000,
     "sublinear_tf": False,
-    "norm": "occurrence_l2",  # scored without grouping n-grams: the fast graph (text_model.py)
+    "norm": "occurrence_l2",  # scored without grouping n-grams: the fast graph (see text_model.py)
     "nb_weighting": False,
     "C": 1.0,
 }
@@ -107,7 +113,6 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
             "baseline",
             "prototype: TF-IDF word 1-2 grams, 50k features, logistic regression C=1",
             lambda: TweetSentimentModel(word_ngram_range=(1, 2), word_max_features=50_000, C=1.0),
-            exportable=True,
         ),
         Candidate(
             "logreg_tuned",
@@ -115,7 +120,6 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
             lambda: TweetSentimentModel(**params),
             grid=classifier_grid,
             search="classifier",
-            exportable=True,
         ),
         Candidate(
             "nb_logreg",
@@ -123,7 +127,6 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
             lambda: TweetSentimentModel(**dict(params, nb_weighting=True)),
             grid=classifier_grid,
             search="classifier",
-            exportable=True,
         ),
         Candidate(
             "linear_svm",
@@ -160,13 +163,3 @@ def all_candidates(production_params: dict | None = None) -> dict[str, Candidate
         ),
     ]
     return {candidate.name: candidate for candidate in candidates}
-
-
-DEFAULT_CANDIDATES = (
-    "baseline",
-    "logreg_tuned",
-    "nb_logreg",
-    "linear_svm",
-    "random_forest",
-    "gradient_boosting",
-)

@@ -1,0 +1,1 @@
+"""The model families, how they are fitted, searched and chosen."""
