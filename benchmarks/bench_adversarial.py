@@ -161,8 +161,8 @@ def fuzz(total: int) -> dict:
         session = requests.Session()
         plan = [(path, mode) for path in ("/predict", "/feedback") for mode in GenerationMode]
         per_run = -(-total // len(plan))
-        for path, mode in plan:
 
+        def sender(path: str, mode: GenerationMode):
             @settings(
                 max_examples=per_run,
                 deadline=None,
@@ -171,14 +171,17 @@ def fuzz(total: int) -> dict:
                 suppress_health_check=list(HealthCheck),
             )
             @given(case=schema[path]["POST"].as_strategy(generation_mode=mode))
-            def send(case, path=path):
+            def send(case):
                 response = case.call(base_url=f"{host.base}/api", session=session)
                 key = f"{response.status_code // 100}xx"
                 counts[key] = counts.get(key, 0) + 1
                 if response.status_code >= 500 and len(server_errors) < 20:
                     server_errors.append(f"{path} {response.status_code} {response.text[:200]}")
 
-            send()
+            return send
+
+        for path, mode in plan:
+            sender(path, mode)()
         session.close()
     finally:
         host.stop()
