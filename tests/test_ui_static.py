@@ -129,7 +129,7 @@ def test_every_field_is_labelled_and_ids_are_unique(page: PageParser) -> None:
     ids = [attrs["id"] for _, attrs in page.elements if attrs.get("id")]
     assert len(ids) == len(set(ids)), "duplicate ids break labels and aria references"
     fields = [(tag, attrs) for tag, attrs in page.elements if tag in LABELLABLE]
-    assert {attrs.get("id") for _, attrs in fields} >= {"tweet", "function-key"}
+    assert {attrs.get("id") for _, attrs in fields} >= {"tweet", "function-key", "batch-text", "batch-file"}
     for tag, attrs in fields:
         field_id = attrs.get("id")
         assert field_id and page.label_texts.get(field_id), f"<{tag} id={field_id!r}> has no <label for>"
@@ -145,6 +145,8 @@ def test_keyboard_and_screen_reader_affordances(html: str, page: PageParser) -> 
     live = [attrs for _, attrs in page.elements if attrs.get("aria-live") or attrs.get("role") == "alert"]
     assert any(attrs.get("id") == "result-live" and attrs.get("aria-live") == "polite" for attrs in live)
     assert any(attrs.get("id") == "error" and attrs.get("role") == "alert" for attrs in live)
+    assert any(attrs.get("id") == "batch-live" and attrs.get("aria-live") == "polite" for attrs in live)
+    assert any(attrs.get("id") == "batch-error" and attrs.get("role") == "alert" for attrs in live)
     assert ":focus-visible" in "".join(page.bodies["style"]), "keyboard focus must stay visible"
     assert not any(int(attrs.get("tabindex") or 0) > 0 for _, attrs in page.elements), "no tab order hacks"
     assert ("html", {"lang": "en"}) in page.elements
@@ -179,3 +181,22 @@ def test_served_policy_pins_exactly_the_page_code(html: str, page: PageParser) -
     assert policy["style-src"].split() == [csp_hash(body) for body in page.bodies["style"]]
     assert policy["connect-src"] == "'self'"
     assert "unsafe" not in content_security_policy(html)
+
+
+def test_threshold_heading_and_sortable_table_are_in_the_markup(html: str, page: PageParser) -> None:
+    ids = {attrs["id"]: (tag, attrs) for tag, attrs in page.elements if attrs.get("id")}
+    # The threshold is drawn (mark and value) and stated in words, all hidden until /api/health gives it.
+    for name in ("threshold-mark", "threshold-scale", "threshold-text"):
+        assert "hidden" in ids[name][1], f"#{name} stays hidden until the service states a threshold"
+    assert re.search(r'<h3 id="terms-title">Words that drove the score</h3>', html)
+    script = "".join(page.bodies["script"])
+    assert '"health"' in script and "h.threshold" in script and "h.labels" in script
+    # Sortable columns: a real button in each header (Enter and Space work), one aria-sort at a time.
+    headers = [attrs for tag, attrs in page.elements if tag == "th" and attrs.get("data-key")]
+    assert [h["data-key"] for h in headers] == ["index", "text", "label", "negative_probability", "topics"]
+    assert [h.get("aria-sort") for h in headers].count("ascending") == 1
+    assert {"Score all", "Download CSV", "#", "Tweet", "Label", "Negative probability"} <= set(
+        page.button_texts
+    )
+    # The file is read in the page; the CSV is built as a Blob: no request carries either.
+    assert "FileReader" in script and "URL.createObjectURL" in script and "revokeObjectURL" in script
