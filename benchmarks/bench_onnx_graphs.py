@@ -6,7 +6,7 @@ and ``training.export.artifact.to_onnx``), checks both against scikit-learn, the
 fresh process: session creation, single-text latency p50/p99, a batch of 1,000 texts, process RSS after
 the batch, file size. Prints one JSON document.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_onnx_graphs.py --data-dir ../shared/data
+    nice -n 10 .venv/bin/python benchmarks/bench_onnx_graphs.py --data-dir "$SENTIMENT_DATA_DIR"
 
 The stock graph materialises a dense [texts x features] float tensor; where a batch of 1,000 would need
 more than ``--dense-budget-mb`` for it, the batch is scored in chunks and the JSON says so.

@@ -48,6 +48,21 @@ TARGETS = {
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
 
 
+def portable(value: str | Path) -> str:
+    """A path as the results record it: the data folder as DATA and repository files relative to the
+    repository, so the committed JSON names no machine's folders."""
+    text = str(value)
+    data = os.environ.get("SENTIMENT_DATA_DIR", "").rstrip("/")
+    if data and (text == data or text.startswith(data + "/")):
+        return "DATA" + text[len(data) :]
+    if Path(text).is_absolute():
+        try:
+            return str(Path(text).resolve().relative_to(REPO_ROOT))
+        except ValueError:
+            pass
+    return text
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_CONNECTION")}
     env.update(OFFLINE_ENV)
@@ -446,9 +461,9 @@ def main(argv: list[str] | None = None) -> dict:
             "onnxruntime": onnxruntime.__version__,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
-        "model": {"path": str(model_path), "mb": round(model_path.stat().st_size / 2**20, 2)},
+        "model": {"path": portable(model_path), "mb": round(model_path.stat().st_size / 2**20, 2)},
         "command": "python -m benchmarks.bench_serving "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        + " ".join(portable(arg) for arg in (argv if argv is not None else sys.argv[1:])),
     }
     texts = texts_for_scoring(args.data_dir)
     batch = texts[:1000]

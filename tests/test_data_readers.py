@@ -284,7 +284,7 @@ def test_json_structure_errors(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ shared data
 
-# (file, negative, positive, neutral dropped) as /work/shared/data/README.md gives them.
+# (file, negative, positive, neutral dropped) as the data folder's README.md gives them.
 SHARED_COUNTS = [
     ("sentiment140/training.sample20k.csv", 9_942, 10_058, 0),
     ("sentiment140/headtail100k.csv", 50_000, 50_000, 0),
