@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,13 @@ def _missed_targets(facts: CardFacts) -> list[str]:
     ]
 
 
+def portable_command_line(command_line: str) -> str:
+    """The ``train`` command as the card prints it: the labelled tweet folder is ``DATA`` and other input
+    files keep only their name, so no path of the machine that trained the model reaches the card."""
+    line = re.sub(r"(--data-dir)(?:=|\s+)\S+", r"\1 DATA", command_line or "")
+    return re.sub(r"(--data|--feedback)(?:=|\s+)(\S*/)(\S+)", r"\1 \3", line)
+
+
 def write_card(
     facts: CardFacts, exported: dict, figures: dict[str, Path], path: Path, command_line: str
 ) -> Path:
@@ -252,7 +260,8 @@ def write_card(
         "Reproduce (deterministic for the same data and seed):",
         "",
         "```bash",
-        command_line or "python -m training train --data-dir DATA --export model/sentiment.onnx",
+        portable_command_line(command_line)
+        or "python -m training train --data-dir DATA --export model/sentiment.onnx",
         "```",
         "",
         *_data_section(facts),
