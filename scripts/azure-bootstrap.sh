@@ -10,7 +10,9 @@
 # 3. creates the deployment identity (a user-assigned managed identity in that group) with a federated
 #    credential for the repository's `production` environment: no secret is ever stored;
 # 4. grants it, on that resource group only, the roles the workflow needs (see grant_roles);
-# 5. creates the `production` environment and sets the repository variables deploy.yml reads.
+# 5. creates the retraining identity (environment `retrain`) for retrain.yml: it reads the training data
+#    and reads/deletes ledger rows in this group's storage, nothing else;
+# 6. creates the `production` and `retrain` environments and sets the repository variables the workflows read.
 # Needs az (az login, as Owner of the subscription or Contributor + User Access Administrator) and gh
 # (gh auth login, admin of the repository). --dry-run runs nothing and prints every command a fresh
 # subscription would need, with placeholders for the values only Azure can tell.
@@ -25,15 +27,21 @@ PROVIDERS=(
   Microsoft.ManagedIdentity
   Microsoft.Insights
   Microsoft.OperationalInsights
+  Microsoft.KeyVault
 )
 CONTRIBUTOR=b24988ac-6180-42a0-ab88-20f7382dd24c
 RBAC_ADMINISTRATOR=f58310d9-a9f6-439a-9e8d-f62e7b41a168
-# The only roles infra/modules/identity.bicep assigns to the app's identity.
+# The only roles infra/ assigns to the app's identity (identity.bicep, keyvault.bicep).
 STORAGE_BLOB_DATA_OWNER=b7e6dc6d-f1e8-4753-8033-0f276bb0955b
 MONITORING_METRICS_PUBLISHER=3913510d-42f4-4e42-8a64-420c390055eb
+STORAGE_TABLE_DATA_CONTRIBUTOR=0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3
+KEY_VAULT_SECRETS_USER=4633458b-17de-408a-b874-0445c86b69e6
+# The retraining identity's: read the training-data blobs, read (pull) and delete (retention) ledger rows.
+STORAGE_BLOB_DATA_READER=2a2b9908-6ea1-4ae2-8e65-a410df84e7d1
 OIDC_ISSUER=https://token.actions.githubusercontent.com
 OIDC_AUDIENCE=api://AzureADTokenExchange
 CREDENTIAL_NAME=github-production
+RETRAIN_CREDENTIAL_NAME=github-retrain
 
 usage() {
   sed -n '5,6p' "$0" | sed 's/^# *//' >&2
@@ -67,6 +75,7 @@ fi
 # environmentName of infra/main.bicep: part of every resource name, 1 to 12 characters.
 [[ "$env_name" =~ ^[a-z0-9]{1,12}$ ]] || die "--env-name must be 1-12 lowercase letters or digits"
 identity="${identity:-id-github-deploy-$env_name}"
+retrain_identity="id-github-retrain-$env_name"
 
 # A command that changes something: print it (quoted, ready to paste), then run it unless --dry-run.
 change() {
@@ -114,29 +123,36 @@ create_group() {
 }
 
 identity_field() {
-  ask "$1" az identity show --name "$identity" --resource-group "$group" --query "$2" --output tsv
+  ask "$1" az identity show --name "$2" --resource-group "$group" --query "$3" --output tsv
 }
 
-create_identity() {
-  if [ -z "$(identity_field '' clientId)" ]; then
-    change az identity create --name "$identity" --resource-group "$group" --location "$location" --output none
+# ensure_identity NAME CREDENTIAL ENVIRONMENT: the identity with a federated credential for that GitHub
+# environment; sets client_id and principal_id.
+ensure_identity() {
+  local name="$1" credential="$2" environment="$3"
+  if [ -z "$(identity_field '' "$name" clientId)" ]; then
+    change az identity create --name "$name" --resource-group "$group" --location "$location" --output none
   fi
-  client_id="$(identity_field '<client-id>' clientId)"
-  principal_id="$(identity_field '<principal-id>' principalId)"
+  client_id="$(identity_field '<client-id>' "$name" clientId)"
+  principal_id="$(identity_field '<principal-id>' "$name" principalId)"
   if [ -z "$client_id" ] || [ -z "$principal_id" ]; then
-    die "identity $identity was not created"
+    die "identity $name was not created"
   fi
 
-  local subject="repo:$repo:environment:production" existing
-  existing="$(ask '' az identity federated-credential show --name "$CREDENTIAL_NAME" \
-    --identity-name "$identity" --resource-group "$group" --query subject --output tsv)"
+  local subject="repo:$repo:environment:$environment" existing
+  existing="$(ask '' az identity federated-credential show --name "$credential" \
+    --identity-name "$name" --resource-group "$group" --query subject --output tsv)"
   if [ -z "$existing" ]; then
-    change az identity federated-credential create --name "$CREDENTIAL_NAME" --identity-name "$identity" \
+    change az identity federated-credential create --name "$credential" --identity-name "$name" \
       --resource-group "$group" --issuer "$OIDC_ISSUER" --subject "$subject" --audiences "$OIDC_AUDIENCE" \
       --output none
   elif [ "$existing" != "$subject" ]; then
-    die "federated credential $CREDENTIAL_NAME trusts $existing, not $subject: delete it or pick another --identity-name"
+    die "federated credential $credential trusts $existing, not $subject: delete it or pick another --identity-name"
   fi
+}
+
+create_identity() {
+  ensure_identity "$identity" "$CREDENTIAL_NAME" production
 }
 
 grant() {
@@ -154,18 +170,32 @@ grant() {
 # `az functionapp keys list`, all inside this one resource group:
 # - Contributor: create and update the template's resources (it cannot grant roles);
 # - Role Based Access Control Administrator, restricted by a condition to assigning or removing only the
-#   two roles identity.bicep gives the app's identity, so the deployment cannot grant itself more.
+#   four roles infra/ gives the app's identity, so the deployment cannot grant itself more.
 grant_roles() {
-  local roles="$STORAGE_BLOB_DATA_OWNER, $MONITORING_METRICS_PUBLISHER"
+  local roles="$STORAGE_BLOB_DATA_OWNER, $MONITORING_METRICS_PUBLISHER, $STORAGE_TABLE_DATA_CONTRIBUTOR, $KEY_VAULT_SECRETS_USER"
   local condition="((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {$roles})) AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR (@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {$roles}))"
   grant "$CONTRIBUTOR"
   grant "$RBAC_ADMINISTRATOR" --condition "$condition" --condition-version 2.0
 }
 
+# The retraining identity: data roles on this group's storage account only (the group holds one), no
+# control-plane role. Table Data Contributor (not Reader): the retention job deletes old ledger days.
+create_retrain_identity() {
+  deploy_client_id="$client_id"
+  ensure_identity "$retrain_identity" "$RETRAIN_CREDENTIAL_NAME" retrain
+  retrain_client_id="$client_id"
+  grant "$STORAGE_TABLE_DATA_CONTRIBUTOR"
+  grant "$STORAGE_BLOB_DATA_READER"
+  client_id="$deploy_client_id"
+}
+
 configure_github() {
-  if [ -z "$(ask '' gh api "repos/$repo/environments/production" --jq .name)" ]; then
-    change gh api --method PUT "repos/$repo/environments/production" --silent
-  fi
+  local environment
+  for environment in production retrain; do
+    if [ -z "$(ask '' gh api "repos/$repo/environments/$environment" --jq .name)" ]; then
+      change gh api --method PUT "repos/$repo/environments/$environment" --silent
+    fi
+  done
   local name value current
   # The list comes on descriptor 3: gh may read standard input.
   while read -r name value <&3; do
@@ -176,6 +206,7 @@ configure_github() {
     fi
   done 3<<EOF
 AZURE_CLIENT_ID $client_id
+AZURE_RETRAIN_CLIENT_ID $retrain_client_id
 AZURE_TENANT_ID $tenant
 AZURE_SUBSCRIPTION_ID $subscription
 AZURE_RESOURCE_GROUP $group
@@ -188,5 +219,6 @@ register_providers
 create_group
 create_identity
 grant_roles
+create_retrain_identity
 configure_github
 echo "done: push to main (or run the Deploy workflow) to deploy $repo into $group" >&2

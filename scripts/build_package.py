@@ -7,10 +7,13 @@ with `func azure functionapp publish` and `azd deploy`; a guard then refuses any
 known parts (function_app.py, host.json, requirements.txt, serving/, model/*.onnx), so a stray folder
 fails the build instead of reaching Azure.
 
-Dependencies: requirements.txt installed as Linux x86-64 / CPython 3.13 wheels into
-.python_packages/lib/site-packages, where the Python worker looks. Everything is then byte-compiled
-into unchecked-hash .pyc files: Flex Consumption runs the package from a read-only mount, so without
-them every cold start compiles numpy, onnxruntime and OpenTelemetry from source again.
+Dependencies: requirements-deploy.lock.txt (requirements.txt resolved for Linux x86-64 / CPython 3.13,
+every package pinned with its hashes) installed with `pip --require-hashes` as Linux x86-64 / CPython
+3.13 wheels into .python_packages/lib/site-packages, where the Python worker looks: a wheel that is not
+the one locked fails the build. A lock whose pins differ from requirements.txt fails it too.
+Everything is then byte-compiled into unchecked-hash .pyc files: Flex Consumption runs the package
+from a read-only mount, so without them every cold start compiles numpy, onnxruntime and
+OpenTelemetry from source again.
 
 build_info.json (inside the package) records the model version the smoke test expects from
 /api/health. The package size, total and per part, is printed as JSON on stdout.
@@ -25,6 +28,7 @@ import hashlib
 import json
 import os
 import py_compile
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +51,8 @@ REQUIRED_FILES = (
     PurePosixPath("requirements.txt"),
 )
 APP_PARTS = {"function_app.py", "host.json", "requirements.txt", "serving", "model"}
+# requirements.txt resolved with hashes; regenerated (docs/how-to/deploy.md) when requirements.txt changes.
+LOCK_FILE = "requirements-deploy.lock.txt"
 
 # The Azure runtime: Linux x86-64, CPython 3.13 (CONTRACT). Newest manylinux tag first.
 TARGET_PYTHON = "3.13"
@@ -111,12 +117,46 @@ def check_selection(files: list[PurePosixPath]) -> None:
         )
 
 
+def _pins(lines: Iterable[str]) -> dict[str, str]:
+    """`name==version` lines (comments, markers, hashes and continuations aside), names normalized."""
+    pins = {}
+    for line in lines:
+        spec = line.split("#", 1)[0].split(";", 1)[0].strip().rstrip("\\").strip()
+        if "==" in spec and not spec.startswith("-"):
+            name, _, version = spec.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name.strip()).lower()] = version.split()[0]
+    return pins
+
+
+def check_lock(requirements: Path, lock: Path) -> None:
+    """Refuse a lock that does not pin requirements.txt's packages at requirements.txt's versions."""
+    if not lock.is_file():
+        raise PackageError(f"{lock} is missing: generate it (docs/how-to/deploy.md, 'Dependency lock')")
+    wanted = _pins(requirements.read_text(encoding="utf-8").splitlines())
+    locked = _pins(lock.read_text(encoding="utf-8").splitlines())
+    stale = sorted(
+        f"{n}=={v} (lock: {locked.get(n, 'absent')})" for n, v in wanted.items() if locked.get(n) != v
+    )
+    if stale:
+        raise PackageError(
+            f"{lock.name} is out of date with {requirements.name}: {', '.join(stale)}; regenerate it"
+        )
+
+
 def pip_install_command(
     requirements: Path, target: Path, *, current_platform: bool = False, python: str | None = None
 ) -> list[str]:
-    """The pip command that installs `requirements` into `target` for Azure (or for this machine)."""
+    """The pip command that installs the lock `requirements` into `target` for Azure (or for this machine).
+    --require-hashes: every distribution, dependencies included, must match a hash of the lock."""
     command = [python or sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
-    command += ["--no-compile", "--target", str(target), "--requirement", str(requirements)]
+    command += [
+        "--no-compile",
+        "--require-hashes",
+        "--target",
+        str(target),
+        "--requirement",
+        str(requirements),
+    ]
     if not current_platform:
         for platform in TARGET_PLATFORMS:
             command += ["--platform", platform]
@@ -127,7 +167,7 @@ def pip_install_command(
 
 
 def install_dependencies(requirements: Path, target: Path, *, current_platform: bool = False) -> None:
-    """pip-install the serving requirements into `target`; pip's own output is shown only on failure."""
+    """pip-install the serving lock into `target`; pip's own output is shown only on failure."""
     target.mkdir(parents=True, exist_ok=True)
     command = pip_install_command(requirements, target, current_platform=current_platform)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -243,7 +283,8 @@ def build(
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / rel, destination)
     if not skip_deps:
-        install_dependencies(out / "requirements.txt", out / SITE_PACKAGES, current_platform=current_platform)
+        check_lock(out / "requirements.txt", source / LOCK_FILE)
+        install_dependencies(source / LOCK_FILE, out / SITE_PACKAGES, current_platform=current_platform)
     compiled = bytecode and byte_compile(out)
     requirements = (out / "requirements.txt").read_bytes()
     info = {
@@ -251,6 +292,8 @@ def build(
         "normalizer_version": metadata.get(contract.NORMALIZER_VERSION_KEY),
         "threshold": metadata.get(contract.THRESHOLD),
         "labels": metadata.get(contract.LABELS_KEY),
+        # The score-drift alert's baseline: deploy passes it to infra/main.bicep (scoreBaselineHistogram).
+        "validation_histogram": metadata.get(contract.VALIDATION_HISTOGRAM),
         "source_commit": source_commit(source),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": TARGET_PYTHON,

@@ -1,4 +1,4 @@
-"""The two alert queries, executed with duckdb-kql over events the app really emitted.
+"""The alert queries, executed with duckdb-kql over events the app really emitted.
 
 The app runs once (tests/telemetry_driver.py) with the real exporter pointed at the loopback sink; the
 captured envelopes are copied with new times to build each scenario and loaded into a DuckDB table shaped
@@ -364,3 +364,52 @@ def test_queries_leave_the_time_window_to_the_rule(path: Path):
     assert duckdb_kql.validate(query) == []
     assert "ago(" not in query
     assert "timestamp >" not in query and "between" not in query
+
+
+# --- the topic and drift rules --------------------------------------------------------------------------
+
+RADAR_QUERIES = ("alert-topic-spike.kql", "alert-score-drift.kql", "alert-input-drift.kql")
+
+
+@pytest.mark.parametrize("name", RADAR_QUERIES)
+def test_radar_queries_run_in_duckdb_kql_and_read_the_telemetry_names(name):
+    query = (QUERIES / name).read_text()
+    assert duckdb_kql.validate(query) == []
+    assert event_names_in(query) == {telemetry.SENTIMENT_SCORED}
+    allowed = {telemetry.TEXTS, telemetry.SCORE_HISTOGRAM, telemetry.TOPICS, telemetry.UNKNOWN_SHARE}
+    assert dimensions_in(query) <= allowed | {telemetry.EMPTY_AFTER_NORMALIZATION}
+    # Only the spike rule reads past its window (two days, overrideQueryTimeRange), splitting on now().
+    assert ("now()" in query) == (name == "alert-topic-spike.kql")
+    assert "ago(" not in query
+
+
+def test_the_spike_query_compares_the_last_hour_with_the_hours_before(emitted):
+    """Captured app events: 10 quiet hours of 1 negative baggage text among 20, then an hour of 20 of 20."""
+    from devtools.radar_simulator import Rule, bicep_defaults, deployed_query, evaluate, load_events
+
+    negative = emitted["negative"][0]["data"]["baseData"]["properties"]
+    positive = emitted["positive"][0]["data"]["baseData"]["properties"]
+    assert "topics" in negative and "score_histogram" in negative
+    events = []
+    for hour in range(11):
+        for minute in range(20):
+            negative_text = minute == 0 or hour == 10
+            dims = dict(negative if negative_text else positive)
+            dims["topics"] = json.dumps({"baggage": [1, 1 if negative_text else 0]})
+            events.append(
+                (T0 + timedelta(hours=hour, minutes=minute * 3, seconds=30), telemetry.SENTIMENT_SCORED, dims)
+            )
+    values = bicep_defaults()
+    rule = Rule(
+        "topic-spike",
+        deployed_query("alert-topic-spike.kql", values),
+        timedelta(hours=1),
+        timedelta(minutes=15),
+        timedelta(days=2),
+    )
+    fired = evaluate(load_events(events), rule, T0 + timedelta(hours=10), T0 + timedelta(hours=11))
+    # 5, 10, 15, 20 negatives in the hour at :15, :30, :45, :00: the floor (15) is reached at :45.
+    assert [moment for moment, _ in fired] == [T0 + timedelta(hours=10, minutes=45), T0 + timedelta(hours=11)]
+    assert fired[-1][1][0][0] == "baggage" and fired[-1][1][0][1] == 20
+    quiet = evaluate(load_events(events), rule, T0 + timedelta(hours=2), T0 + timedelta(hours=10))
+    assert quiet == []

@@ -26,7 +26,15 @@ TENANT = "99999999-8888-7777-6666-555555555555"
 GROUP_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
-APP_ROLES = ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "3913510d-42f4-4e42-8a64-420c390055eb")
+# Blob Data Owner, Metrics Publisher, Table Data Contributor, Key Vault Secrets User.
+APP_ROLES = (
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "3913510d-42f4-4e42-8a64-420c390055eb",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "4633458b-17de-408a-b874-0445c86b69e6",
+)
+STORAGE_TABLE_DATA_CONTRIBUTOR = APP_ROLES[2]
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 ARGS = ["--repo", REPO, "--resource-group", GROUP, "--location", "francecentral"]
 ARGS += ["--alert-email", "oncall@example.com"]
 FRESH = {"providers": {"Microsoft.Storage": "Registered", "Microsoft.Web": "Registered"}}
@@ -73,7 +81,8 @@ elif tool == "az" and args[:2] == ["identity", "show"]:
     print(found[opt("--query")])
 elif tool == "az" and args[:2] == ["identity", "create"]:
     key = opt("--resource-group") + "/" + opt("--name")
-    state.setdefault("identities", {})[key] = {"clientId": "client-1", "principalId": "principal-1"}
+    number = len(state.setdefault("identities", {})) + 1
+    state["identities"][key] = {"clientId": f"client-{number}", "principalId": f"principal-{number}"}
     save()
 elif tool == "az" and args[:3] == ["identity", "federated-credential", "show"]:
     key = opt("--resource-group") + "/" + opt("--identity-name") + "/" + opt("--name")
@@ -181,22 +190,32 @@ def test_first_run_sets_up_everything_the_deploy_workflow_needs(cloud: Cloud):
         "Microsoft.ManagedIdentity",
         "Microsoft.Insights",
         "Microsoft.OperationalInsights",
+        "Microsoft.KeyVault",
     ]  # the two already registered are left alone
     assert all("--wait" in c for c in made if c[1:3] == ["provider", "register"])
     state = cloud.state
     assert state["groups"] == {GROUP: "francecentral"}
-    assert list(state["identities"]) == [f"{GROUP}/id-github-deploy-prod"]
-    [credential] = [c for c in made if c[1:4] == ["identity", "federated-credential", "create"]]
-    assert opt(credential, "--issuer") == "https://token.actions.githubusercontent.com"
-    assert opt(credential, "--subject") == f"repo:{REPO}:environment:production"
-    assert opt(credential, "--audiences") == "api://AzureADTokenExchange"
+    assert list(state["identities"]) == [f"{GROUP}/id-github-deploy-prod", f"{GROUP}/id-github-retrain-prod"]
+    deploy_credential, retrain_credential = [
+        c for c in made if c[1:4] == ["identity", "federated-credential", "create"]
+    ]
+    for credential in (deploy_credential, retrain_credential):
+        assert opt(credential, "--issuer") == "https://token.actions.githubusercontent.com"
+        assert opt(credential, "--audiences") == "api://AzureADTokenExchange"
+    assert opt(deploy_credential, "--subject") == f"repo:{REPO}:environment:production"
+    assert opt(retrain_credential, "--subject") == f"repo:{REPO}:environment:retrain"
 
     grants = [c for c in made if c[1:4] == ["role", "assignment", "create"]]
-    assert {opt(c, "--role") for c in grants} == {CONTRIBUTOR, RBAC_ADMINISTRATOR}
+    by_principal: dict[str, set[str]] = {}
     for grant in grants:  # the resource group only, never the subscription
         assert opt(grant, "--scope") == GROUP_ID
-        assert opt(grant, "--assignee-object-id") == "principal-1"
         assert opt(grant, "--assignee-principal-type") == "ServicePrincipal"
+        by_principal.setdefault(opt(grant, "--assignee-object-id"), set()).add(opt(grant, "--role"))
+    assert by_principal == {
+        "principal-1": {CONTRIBUTOR, RBAC_ADMINISTRATOR},
+        # The retraining identity: data roles only (feedback pull + retention, training data), no Contributor.
+        "principal-2": {STORAGE_TABLE_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER},
+    }
     [administrator] = [c for c in grants if opt(c, "--role") == RBAC_ADMINISTRATOR]
     condition = opt(administrator, "--condition")
     assert opt(administrator, "--condition-version") == "2.0"
@@ -204,9 +223,10 @@ def test_first_run_sets_up_everything_the_deploy_workflow_needs(cloud: Cloud):
         assert action in condition
     assert condition.count("GuidEquals {" + ", ".join(APP_ROLES) + "}") == 2
 
-    assert state["environments"] == ["production"]
+    assert state["environments"] == ["production", "retrain"]
     assert state["variables"] == {
         "AZURE_CLIENT_ID": "client-1",
+        "AZURE_RETRAIN_CLIENT_ID": "client-2",
         "AZURE_TENANT_ID": TENANT,
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "AZURE_RESOURCE_GROUP": GROUP,
@@ -216,11 +236,12 @@ def test_first_run_sets_up_everything_the_deploy_workflow_needs(cloud: Cloud):
     assert all(opt(c, "--repo") == REPO for c in made if c[:2] == ["gh", "variable"])
 
 
-def test_the_variables_are_the_ones_deploy_yml_reads(cloud: Cloud):
+def test_the_variables_are_the_ones_the_workflows_read(cloud: Cloud):
     cloud.run()
-    workflow = (REPO_ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    workflows = REPO_ROOT / ".github" / "workflows"
+    text = (workflows / "deploy.yml").read_text() + (workflows / "retrain.yml").read_text()
     for name in cloud.state["variables"]:
-        assert f"vars.{name}" in workflow, name
+        assert f"vars.{name}" in text, name
 
 
 def test_every_query_comes_before_the_change_it_guards(cloud: Cloud):
@@ -278,6 +299,8 @@ def test_dry_run_prints_every_command_and_runs_none(cloud: Cloud, tmp_path: Path
     placeholders = {
         "client-1": "<client-id>",
         "principal-1": "<principal-id>",
+        "client-2": "<client-id>",
+        "principal-2": "<principal-id>",
         SUBSCRIPTION: "<subscription-id>",
         TENANT: "<tenant-id>",
     }

@@ -21,7 +21,7 @@ from tests.kql_language import analyse, describe
 pytestmark = pytest.mark.slow  # the first pycep parse builds its grammar (~20 s), then it is cached
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
-MODULE_FILES = ("monitoring", "storage", "identity", "functionapp", "alerts", "workbook")
+MODULE_FILES = ("monitoring", "storage", "identity", "keyvault", "functionapp", "alerts", "workbook")
 
 # Current API versions (Azure resource reference, November 2026); an older one needs a reason.
 API_VERSIONS = {
@@ -30,6 +30,10 @@ API_VERSIONS = {
     "Microsoft.Storage/storageAccounts": "2025-01-01",
     "Microsoft.Storage/storageAccounts/blobServices": "2025-01-01",
     "Microsoft.Storage/storageAccounts/blobServices/containers": "2025-01-01",
+    "Microsoft.Storage/storageAccounts/tableServices": "2025-01-01",
+    "Microsoft.Storage/storageAccounts/tableServices/tables": "2025-01-01",
+    "Microsoft.KeyVault/vaults": "2024-11-01",
+    "Microsoft.KeyVault/vaults/secrets": "2024-11-01",
     "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
     "Microsoft.Authorization/roleAssignments": "2022-04-01",
     "Microsoft.Web/serverfarms": "2024-11-01",
@@ -41,12 +45,27 @@ API_VERSIONS = {
 }
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 CONTRACT_ALERT_DEFAULTS = {
     "wrongPredictionThreshold": 3,
     "wrongPredictionWindow": "PT5M",
     "badBuzzMinTexts": 50,
     "badBuzzNegativePercent": 70,
     "badBuzzWindow": "PT30M",
+}
+# The topic and drift rules' thresholds (main.bicep's defaults; docs/reference/alerts.md).
+RADAR_ALERT_DEFAULTS = {
+    "topicSpikeSdTenths": 30,
+    "topicSpikeMinNegatives": 15,
+    "topicSpikeBaselineHours": 47,
+    "safetySpikeMinNegatives": 5,
+    "scoreBaselineHistogram": [1] * 10,
+    "scoreDriftMaxPsiHundredths": 20,
+    "scoreDriftMinTexts": 500,
+    "inputDriftMaxUnknownPercent": 35,
+    "inputDriftMaxEmptyPercent": 20,
+    "inputDriftMinTexts": 100,
 }
 
 
@@ -147,6 +166,10 @@ class Resolver:
             return json.dumps(self.value(args["value_to_convert"], scope), separators=(",", ":"))
         if function["type"] == "to_lower":
             return self.value(args["string_to_change"], scope).lower()
+        if function["type"] == "contains":
+            return self.value(args["item_to_find"], scope) in self.value(args["container"], scope)
+        if function["type"] == "empty":
+            return not self.value(args["item_to_test"], scope)
         raise NotImplementedError(function["type"])
 
     def value(self, node: Any, scope: dict[str, Any] | None = None) -> Any:
@@ -164,20 +187,64 @@ class Resolver:
             detail = node["loop_type"]["detail"]
             items = self.value(detail["array_name"], scope)
             return [self.value(node["config"], {**scope, detail["item_name"]: item}) for item in items]
+        operator = node.get("operator") if isinstance(node, dict) else None
+        if isinstance(operator, dict) and operator.get("type") == "conditional":
+            operands = operator["operands"]
+            chosen = "true_value" if self.value(operands["condition"], scope) else "false_value"
+            return self.value(operands[chosen], scope)
         if isinstance(node, dict) and not isinstance(node.get("operator"), dict):  # not an operator node
             return {key.strip("'"): self.value(item, scope) for key, item in node.items()}
         raise NotImplementedError(repr(node)[:200])
 
 
-ALERT_RULE_NAMES = ("wrong-predictions", "bad-buzz")
+ALERT_RULE_NAMES = (
+    "wrong-predictions",
+    "bad-buzz",
+    "daily-cap",
+    "topic-spike",
+    "safety-spike",
+    "score-drift",
+    "input-drift",
+)
+# Rules that run another rule's query file (with other parameters substituted).
+SHARED_QUERY = {"safety-spike": "topic-spike"}
+# Rules that query the Log Analytics workspace (its operation log) rather than Application Insights.
+WORKSPACE_RULES = {"daily-cap"}
+# The columns of the workspace function _LogOperation(), declared for the language service (which knows
+# the Application Insights tables only).
+LOG_OPERATION_SCHEMA = (
+    "let _LogOperation = datatable(TimeGenerated: datetime, Category: string, Operation: string, "
+    "Level: string, Detail: string, _ResourceId: string)[];\n"
+)
 ALERT_MODULE_PARAMS = (
     "location",
     "tags",
     "appInsightsId",
+    "workspaceId",
     "ruleNamePrefix",
     *CONTRACT_ALERT_DEFAULTS,
     "wrongPredictionEvaluationFrequency",
     "badBuzzEvaluationFrequency",
+    *[
+        "alertWebhookUrl",
+        "topicSpikeSdTenths",
+        "topicSpikeMinNegatives",
+        "topicSpikeBaselineHours",
+        "safetySpikeMinNegatives",
+        "topicSpikeWindow",
+        "topicSpikeEvaluationFrequency",
+        "topicSpikeQueryTimeRange",
+        "scoreBaselineHistogram",
+        "scoreDriftMaxPsiHundredths",
+        "scoreDriftMinTexts",
+        "scoreDriftWindow",
+        "scoreDriftEvaluationFrequency",
+        "inputDriftMaxUnknownPercent",
+        "inputDriftMaxEmptyPercent",
+        "inputDriftMinTexts",
+        "inputDriftWindow",
+        "inputDriftEvaluationFrequency",
+    ],
 )
 
 
@@ -200,7 +267,12 @@ def traced_alert_rules(bicep: dict[str, dict]) -> dict[str, dict]:
 
 def alert_queries(bicep: dict[str, dict], **overrides: Any) -> dict[str, str]:
     """The KQL each scheduled query rule is deployed with, for main.bicep's defaults (or overrides)."""
-    params = {**{name: f"<{name}>" for name in ALERT_MODULE_PARAMS}, **CONTRACT_ALERT_DEFAULTS, **overrides}
+    params = {
+        **{name: f"<{name}>" for name in ALERT_MODULE_PARAMS},
+        **CONTRACT_ALERT_DEFAULTS,
+        **RADAR_ALERT_DEFAULTS,
+        **overrides,
+    }
     return {
         name: rule["properties"]["criteria"]["allOf"][0]["query"]
         for name, rule in alert_rules(bicep, **params).items()
@@ -215,10 +287,15 @@ def deployed_queries(bicep) -> tuple[dict[str, str], dict[str, list[dict]]]:
     texts = {}
     for label, overrides in {
         "defaults": {},
-        "custom": {"badBuzzMinTexts": 7, "badBuzzNegativePercent": 100},
+        "custom": {
+            "badBuzzMinTexts": 7,
+            "badBuzzNegativePercent": 100,
+            "scoreBaselineHistogram": [0, 3, 120, 880, 1500, 900, 400, 90, 7, 0],
+            "topicSpikeSdTenths": 25,
+        },
     }.items():
         for name, text in alert_queries(bicep, **overrides).items():
-            texts[f"alert:{name}:{label}"] = text
+            texts[f"alert:{name}:{label}"] = (LOG_OPERATION_SCHEMA if name in WORKSPACE_RULES else "") + text
     for path in sorted((INFRA / "queries").glob("workbook-*.kql")):
         for grain in ("5m", "1h"):
             text = path.read_text(encoding="utf-8")
@@ -256,11 +333,17 @@ def test_main_composes_the_modules_in_dependency_order(bicep):
     assert app["storageAccountName"] == "storage.outputs.storageAccountName"
     assert app["blobEndpoint"] == "storage.outputs.blobEndpoint"
     assert app["appInsightsConnectionString"] == "monitoring.outputs.appInsightsConnectionString"
+    assert app["predictionIdKeySecretUri"] == "keyVault.outputs.keySecretUri"
+    assert app["predictionIdPreviousKeySecretUri"] == "keyVault.outputs.previousKeySecretUri"
+    assert app["ledgerTableEndpoint"] == "storage.outputs.tableEndpoint"
     identity = modules["identity"]["config"]["params"]
     assert identity["storageAccountName"] == "storage.outputs.storageAccountName"
     assert identity["appInsightsName"] == "monitoring.outputs.appInsightsName"
+    vault = modules["keyVault"]["config"]["params"]
+    assert vault["appPrincipalId"] == "identity.outputs.principalId"
     for name in ("alerts", "workbook"):
         assert modules[name]["config"]["params"]["appInsightsId"] == "monitoring.outputs.appInsightsId"
+    assert modules["alerts"]["config"]["params"]["workspaceId"] == "monitoring.outputs.workspaceId"
 
 
 def test_names_are_unique_per_environment_and_tagged(bicep):
@@ -270,10 +353,12 @@ def test_names_are_unique_per_environment_and_tagged(bicep):
     assert "environmentName" in json.dumps(token)
     # uniqueString is 13 characters: 'st' + 13 fits the 24-character storage account limit
     assert main["modules"]["storage"]["config"]["params"]["storageAccountName"] == "st${resourceToken}"
-    for name in ("monitoring", "storage", "identity", "functionApp", "alerts", "workbook"):
+    for name in ("monitoring", "storage", "identity", "keyVault", "functionApp", "alerts", "workbook"):
         assert main["modules"][name]["config"]["params"]["tags"] == "commonTags"
     assert "azd-env-name" in json.dumps(main["variables"]["commonTags"])
     children = {"blobService", "deploymentContainer", "blobDataOwner", "metricsPublisher"}
+    children |= {"trainingDataContainer", "tableService", "ledgerTables", "tableDataContributor"}
+    children |= {"key", "previousKey", "secretsUser"}
     children |= {"ftpCredentials", "scmCredentials", "storageAccount", "appInsights"}
     for path, template in bicep.items():
         for name, r in template.get("resources", {}).items():
@@ -322,7 +407,7 @@ def test_app_insights_is_workspace_based_with_local_auth_disabled(bicep):
     assert resource(monitoring, "workspace")["properties"]["sku"]["name"] == "PerGB2018"
 
 
-def test_the_identity_gets_blob_data_owner_on_storage_and_metrics_publisher_on_app_insights(bicep):
+def test_the_identity_gets_blob_owner_and_table_contributor_on_storage_and_metrics_publisher(bicep):
     identity = module(bicep, "identity")
     variables = {name: v["value"] for name, v in identity["variables"].items()}
     assignments = resources_of_type(identity, "Microsoft.Authorization/roleAssignments")
@@ -339,6 +424,7 @@ def test_the_identity_gets_blob_data_owner_on_storage_and_metrics_publisher_on_a
         granted.add((r["config"]["scope"], role_id))
     assert granted == {
         ("storageAccount", STORAGE_BLOB_DATA_OWNER),
+        ("storageAccount", STORAGE_TABLE_DATA_CONTRIBUTOR),
         ("appInsights", MONITORING_METRICS_PUBLISHER),
     }
     assert identity["resources"]["storageAccount"]["existing"] is True
@@ -485,7 +571,7 @@ def test_alert_rules_come_from_one_array_one_entry_per_query_file(bicep):
     names = [entry["name"] for entry in alerts["variables"]["rules"]["value"]]
     assert names == list(ALERT_RULE_NAMES)
     files = sorted(p.stem.removeprefix("alert-") for p in (INFRA / "queries").glob("alert-*.kql"))
-    assert sorted(names) == files
+    assert sorted({SHARED_QUERY.get(name, name) for name in names}) == files
     assert alerts["outputs"]["alertRuleNames"]["value"]["config"] == "${ruleNamePrefix}-${rule.name}"
 
 
@@ -494,7 +580,8 @@ def test_every_alert_rule_is_a_log_alert_on_app_insights_to_the_action_group(bic
         props = rule["properties"]
         assert rule["name"] == f"<ruleNamePrefix>-{name}"  # the names of the rules before the loop
         assert (rule["kind"], rule["location"], rule["tags"]) == ("LogAlert", "<location>", "<tags>")
-        assert props["scopes"] == ["<appInsightsId>"]
+        expected_scope = "<workspaceId>" if name in WORKSPACE_RULES else "<appInsightsId>"
+        assert props["scopes"] == [expected_scope], name
         assert props["autoMitigate"] is True and props["enabled"] is True
         assert props["actions"] == {"actionGroups": ["actionGroup.id"]}
         (criterion,) = props["criteria"]["allOf"]
@@ -560,6 +647,7 @@ def test_alert_queries_are_the_files_with_the_parameters_substituted(bicep):
     buzz_file = (files / "alert-bad-buzz.kql").read_text(encoding="utf-8")
     deployed = alert_queries(bicep)
     assert deployed["wrong-predictions"] == wrong_file
+    assert deployed["daily-cap"] == (files / "alert-daily-cap.kql").read_text(encoding="utf-8")
     # The defaults render the file's own lines (up to the percent written as a fraction).
     assert deployed["bad-buzz"] == buzz_file.replace(
         "let negativeShare = 0.7;", "let negativeShare = 70 / 100.0;"
@@ -596,7 +684,16 @@ def test_workbook_is_shared_on_app_insights_with_every_panel_query_from_its_file
         "parameters": {"value_to_convert": "workbookContent"},
     }
     panels = workbook_module["variables"]["panels"]["value"]
-    loaded = {p["query"]["function"]["parameters"]["file_path"] for p in panels}
+
+    def file_of(
+        query: dict,
+    ) -> str:  # loadTextContent(file), or the file of replace(loadTextContent(file), ...)
+        parameters = query["function"]["parameters"]
+        return (
+            parameters["file_path"] if "file_path" in parameters else file_of(parameters["original_string"])
+        )
+
+    loaded = {file_of(p["query"]) for p in panels}
     on_disk = {f"../queries/{p.name}" for p in (INFRA / "queries").glob("workbook-*.kql")}
     assert loaded == on_disk
     assert {p["name"] for p in panels} == {
@@ -605,6 +702,11 @@ def test_workbook_is_shared_on_app_insights_with_every_panel_query_from_its_file
         "wrong-prediction-rate",
         "request-latency",
         "request-failures",
+        "topic-volume",
+        "topic-negative-share",
+        "score-histogram",
+        "score-psi",
+        "unknown-share",
     }
     item = workbook_module["variables"]["queryItems"]["value"]
     assert item["loop_type"]["detail"] == {"item_name": "panel", "array_name": "panels"}
@@ -629,7 +731,11 @@ def test_workbook_serialized_data_is_the_panels_json_with_the_file_queries(bicep
     resolver = Resolver(
         workbook_module,
         INFRA / "modules" / "workbook.bicep",
-        {"appInsightsId": component, "displayName": "Air Paradis sentiment (dev)"},
+        {
+            "appInsightsId": component,
+            "displayName": "Air Paradis sentiment (dev)",
+            "scoreBaselineHistogram": [0, 3, 120, 880, 1500, 900, 400, 90, 7, 0],
+        },
     )
     props = resource(workbook_module, "workbook")["properties"]
     assert resolver.value(props["sourceId"]) == component.lower() != component
@@ -648,12 +754,21 @@ def test_workbook_serialized_data_is_the_panels_json_with_the_file_queries(bicep
         "wrong-prediction-rate",
         "request-latency",
         "request-failures",
+        "topic-volume",
+        "topic-negative-share",
+        "score-histogram",
+        "score-psi",
+        "unknown-share",
     ]
+    placeholder = "let baseline = dynamic([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);"
+    deployed = "let baseline = dynamic([0,3,120,880,1500,900,400,90,7,0]);"
     for panel in panels:
         item = panel["content"]
-        expected = files[panel["name"]].read_text(encoding="utf-8")
-        assert item["query"] == expected.replace("let grain = 15m;", "let grain = {TimeRange:grain};")
-        assert item["query"] != expected
+        raw = files[panel["name"]].read_text(encoding="utf-8")
+        expected = raw.replace("let grain = 15m;", "let grain = {TimeRange:grain};")
+        assert item["query"] == expected.replace(placeholder, deployed)
+        assert (placeholder in raw) == panel["name"].startswith("score-"), panel["name"]
+        assert item["query"] != raw
         assert (panel["type"], item["version"], item["queryType"]) == (3, "KqlItem/1.0", 0)
         assert item["resourceType"] == "microsoft.insights/components"
         assert item["timeContextFromParameter"] == "TimeRange" and item["visualization"] == "timechart"
@@ -708,3 +823,266 @@ def test_parameters_file_sets_every_required_parameter_within_its_bounds(bicep):
             assert len(value) <= rules["max_length"], name
     for name, value in CONTRACT_ALERT_DEFAULTS.items():
         assert values.get(name, value) == value, f"the dev environment keeps the CONTRACT value of {name}"
+
+
+# --- bounded telemetry: daily cap, its alert, the event bounds --------------------------------------
+
+
+def app_settings(bicep: dict[str, dict]) -> dict[str, Any]:
+    app = resource(module(bicep, "functionapp"), "functionApp")
+    return {s["name"]: s["value"] for s in app["properties"]["siteConfig"]["appSettings"]}
+
+
+def comment_above(path: Path, marker: str, lines_up: int = 14) -> str:
+    """The // comment lines just above the first line starting with ``marker``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.strip().startswith(marker)][:1]
+    return " ".join(
+        line.strip() for line in lines[max(0, at - lines_up) : at] if line.strip().startswith("//")
+    )
+
+
+def test_workspace_daily_cap_is_a_parameter_sized_by_events_instances_and_size(bicep):
+    main = bicep["main.bicep"]
+    defaults = param_defaults(main)
+    assert defaults["logDailyQuotaGb"] == 2
+    assert main["modules"]["monitoring"]["config"]["params"]["dailyQuotaGb"] == "logDailyQuotaGb"
+    workspace = resource(module(bicep, "monitoring"), "workspace")
+    assert workspace["properties"]["workspaceCapping"] == {"dailyQuotaGb": "dailyQuotaGb"}
+    reason = comment_above(INFRA / "main.bicep", "@description('Daily ingestion cap")
+    # The reasoning names its factors, with the same numbers as the parameters it depends on.
+    assert "events per instance per minute x instances x event size" in reason
+    assert f"{defaults['maximumInstanceCount']} instances" in reason
+    assert f"feedbackEventsPerMinute, {defaults['feedbackEventsPerMinute']}" in reason and "1,440" in reason
+    assert "daily-cap alert" in reason
+
+
+def test_event_bounds_are_explicit_app_settings_with_the_apps_defaults(bicep):
+    main = bicep["main.bicep"]
+    defaults = param_defaults(main)
+    assert defaults["scoredWindowSeconds"] == telemetry.DEFAULT_SCORED_WINDOW_S == 60
+    assert defaults["feedbackEventsPerMinute"] == telemetry.DEFAULT_FEEDBACK_EVENTS_PER_MINUTE
+    assert decorators(main, "scoredWindowSeconds")["max_value"] == 60  # a window of at most a minute
+    params = main["modules"]["functionApp"]["config"]["params"]
+    settings = app_settings(bicep)
+    for setting, param in (
+        (telemetry.SCORED_WINDOW_ENV, "scoredWindowSeconds"),
+        (telemetry.FEEDBACK_EVENTS_ENV, "feedbackEventsPerMinute"),
+    ):
+        assert params[param] == param
+        assert settings[setting] == {
+            "function": {"type": "string", "parameters": {"value_to_convert": param}}
+        }
+    reason = comment_above(INFRA / "modules" / "functionapp.bicep", "name: 'OTEL_BLRP_MAX_QUEUE_SIZE'", 8)
+    assert "feedbackEventsPerMinute" in reason and "minutes" in reason and "MB" in reason
+
+
+def test_daily_cap_rule_reads_the_workspace_operation_log(bicep):
+    rule = traced_alert_rules(bicep)["daily-cap"]
+    props = rule["properties"]
+    assert props["scopes"] == ["<workspaceId>"]
+    assert props["severity"] == 1
+    assert _duration_minutes(props["evaluationFrequency"]) <= _duration_minutes(props["windowSize"])
+    criterion = props["criteria"]["allOf"][0]
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
+    code = "\n".join(
+        line
+        for line in (INFRA / "queries" / "alert-daily-cap.kql").read_text(encoding="utf-8").splitlines()
+        if not line.startswith("//")
+    )
+    # The query Azure Monitor documents for "daily cap reached" (Set daily cap on Log Analytics workspace).
+    assert (
+        " ".join(code.split())
+        == '_LogOperation | where Category =~ "Ingestion" | where Detail contains "OverQuota"'
+    )
+    assert module(bicep, "monitoring")["outputs"]["workspaceId"]["value"] == "workspace.id"
+
+
+def test_daily_cap_query_returns_the_cap_event_and_nothing_else():
+    duckdb_kql = pytest.importorskip("duckdb_kql")
+    connection = duckdb_kql.connect()
+    connection.sql(
+        "CREATE TABLE _LogOperation "
+        "(TimeGenerated TIMESTAMP, Category VARCHAR, Operation VARCHAR, Detail VARCHAR)"
+    )
+    connection.executemany(
+        "INSERT INTO _LogOperation VALUES (TIMESTAMP '2026-11-20 10:00:00', ?, ?, ?)",
+        [
+            ("Ingestion", "Data collection stopped", "Data collection stopped due to daily limit: OverQuota"),
+            ("Ingestion", "Ingestion rate", "The data ingestion volume rate crossed the threshold"),
+            ("Agent", "Heartbeat", "OverQuota mentioned by something else"),
+        ],
+    )
+    query = (INFRA / "queries" / "alert-daily-cap.kql").read_text(encoding="utf-8")
+    rows = connection.sql(duckdb_kql.to_sql(query)).fetchall()
+    assert [row[2] for row in rows] == ["Data collection stopped"]
+
+
+# --- prediction-id signing keys: Key Vault ------------------------------------------------------------
+
+
+def test_signing_keys_are_key_vault_references_resolved_with_the_app_identity(bicep):
+    from serving import prediction_ids
+
+    settings = app_settings(bicep)
+    assert (
+        settings[prediction_ids.KEY_SETTING] == "@Microsoft.KeyVault(SecretUri=${predictionIdKeySecretUri})"
+    )
+    assert (
+        settings[prediction_ids.PREVIOUS_KEY_SETTING]
+        == "@Microsoft.KeyVault(SecretUri=${predictionIdPreviousKeySecretUri})"
+    )
+    app = resource(module(bicep, "functionapp"), "functionApp")
+    assert app["properties"]["keyVaultReferenceIdentity"] == "identityId"
+    outputs = module(bicep, "keyvault")["outputs"]
+    variables = {name: v["value"] for name, v in module(bicep, "keyvault")["variables"].items()}
+    for output, secret in (
+        ("keySecretUri", "keySecretName"),
+        ("previousKeySecretUri", "previousKeySecretName"),
+    ):
+        # Versionless (trailing slash): the app follows the latest version, so a rotation needs no deployment.
+        assert outputs[output]["value"] == "${vault.properties.vaultUri}secrets/${" + secret + "}/"
+    assert variables["keySecretName"] == "prediction-id-key"
+    assert variables["previousKeySecretName"] == "prediction-id-key-previous"
+
+
+def test_key_vault_is_rbac_only_with_soft_delete_and_purge_protection(bicep):
+    vaults = module(bicep, "keyvault")
+    props = resource(vaults, "vault")["properties"]
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True and props["softDeleteRetentionInDays"] >= 7
+    assert props["enablePurgeProtection"] is True
+    assert "accessPolicies" not in props
+    assert props["enabledForTemplateDeployment"] is False
+    assert (
+        bicep["main.bicep"]["modules"]["keyVault"]["config"]["params"]["vaultName"] == "kv-${resourceToken}"
+    )
+    # 'kv-' + the 13-character uniqueString fits Key Vault's 24-character limit.
+    assert decorators(vaults, "vaultName")["max_length"] == 24
+
+
+def test_secrets_are_generated_on_the_first_deployment_only(bicep):
+    vaults = module(bicep, "keyvault")
+    secrets = resources_of_type(vaults, "Microsoft.KeyVault/vaults/secrets")
+    assert set(secrets) == {"key", "previousKey"}
+    for name, secret in secrets.items():
+        assert secret["config"]["condition"] == "createSecrets", name
+        config = secret["config"]["config"]
+        assert config["parent"] == "vault"
+        assert config["properties"]["value"] in ("initialKey", "initialPreviousKey")
+        assert "secure" in decorators(vaults, config["properties"]["value"])
+    main = bicep["main.bicep"]
+    params = main["modules"]["keyVault"]["config"]["params"]
+    assert params["createSecrets"] == "createPredictionIdKeys"
+    for seed in ("predictionIdKeySeed", "predictionIdPreviousKeySeed"):
+        assert "secure" in decorators(main, seed)
+        assert main["parameters"][seed]["default"] == {"function": {"type": "new_guid"}}
+    assert (params["initialKey"], params["initialPreviousKey"]) == (
+        "predictionIdKeySeed",
+        "predictionIdPreviousKeySeed",
+    )
+    assert "predictionIdKeySeed" not in json.dumps(main["outputs"])  # never echoed in an output
+
+
+def test_only_the_app_identity_reads_the_secrets_of_that_vault(bicep):
+    vaults = module(bicep, "keyvault")
+    (assignment,) = resources_of_type(vaults, "Microsoft.Authorization/roleAssignments").values()
+    config = assignment["config"]
+    assert config["scope"] == "vault"  # this vault only, not the resource group
+    role = config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert vaults["variables"][role]["value"] == KEY_VAULT_SECRETS_USER
+    assert config["properties"]["principalId"] == "appPrincipalId"
+    assert config["properties"]["principalType"] == "ServicePrincipal"
+
+
+# --- ledger: tables, settings, retention ---------------------------------------------------------------
+
+
+def test_ledger_tables_live_in_the_apps_storage_account(bicep):
+    from serving import ledger
+
+    storage = module(bicep, "storage")
+    tables = resource(storage, "ledgerTables")
+    assert tables["loop_type"]["detail"] == {"item_name": "table", "array_name": "ledgerTableNames"}
+    assert tables["config"] == {"parent": "tableService", "name": "table"}
+    assert resource(storage, "tableService")["parent"] == "storageAccount"
+    names = bicep["main.bicep"]["modules"]["storage"]["config"]["params"]["ledgerTableNames"]
+    assert sorted(names) == sorted([ledger.PREDICTIONS_TABLE, ledger.FEEDBACK_TABLE])
+    endpoint = storage["outputs"]["tableEndpoint"]["value"]
+    assert endpoint == "https://${storageAccount.name}.table.${environment().suffixes.storage}"
+    assert not endpoint.endswith("/")
+
+
+def test_ledger_settings_are_parameters_with_their_defaults(bicep):
+    from serving import ledger
+
+    settings = app_settings(bicep)
+    assert settings[ledger.TABLE_ENDPOINT_SETTING] == "ledgerTableEndpoint"
+    assert settings[ledger.CLIENT_ID_SETTING] == "identityClientId"
+    for setting, param in (
+        ("LEDGER_STORE_PREDICTIONS", "ledgerStorePredictions"),
+        ("LEDGER_INCLUDE_TEXT", "ledgerIncludeText"),
+    ):
+        assert settings[setting]["operator"]["operands"] == {
+            "condition": param,
+            "true_value": "true",
+            "false_value": "false",
+        }
+    assert settings["LEDGER_RETENTION_DAYS"]["function"]["parameters"] == {
+        "value_to_convert": "ledgerRetentionDays"
+    }
+    assert "LEDGER_CONNECTION_STRING" not in settings  # identity-based: no account key anywhere
+    main = bicep["main.bicep"]
+    defaults = param_defaults(main)
+    assert defaults["ledgerStorePredictions"] is True and defaults["ledgerIncludeText"] is True
+    assert defaults["ledgerRetentionDays"] == 180
+    app = main["modules"]["functionApp"]["config"]["params"]
+    for param in ("ledgerStorePredictions", "ledgerIncludeText", "ledgerRetentionDays"):
+        assert app[param] == param
+
+
+def test_training_data_container_and_retraining_outputs(bicep):
+    storage = module(bicep, "storage")
+    container = resource(storage, "trainingDataContainer")
+    assert container["parent"] == "blobService" and container["properties"]["publicAccess"] == "None"
+    outputs = bicep["main.bicep"]["outputs"]
+    assert outputs["ledgerTableEndpoint"]["value"] == "storage.outputs.tableEndpoint"
+    assert "trainingDataContainerName" in outputs["trainingDataContainer"]["value"]
+
+
+def test_radar_rules_defaults_severities_dimensions_and_time_ranges(bicep):
+    defaults = param_defaults(bicep["main.bicep"])
+    for name, value in RADAR_ALERT_DEFAULTS.items():
+        assert defaults[name] == value, name
+    assert defaults["alertWebhookUrl"] == "" and "secure" in decorators(
+        bicep["main.bicep"], "alertWebhookUrl"
+    )
+    rules = traced_alert_rules(bicep)
+    severities = {name: rules[name]["properties"]["severity"] for name in SHARED_QUERY | {"topic-spike": 0}}
+    assert severities["safety-spike"] < severities["topic-spike"]
+    for name in ("topic-spike", "safety-spike"):
+        props = rules[name]["properties"]
+        assert props["overrideQueryTimeRange"] == "<topicSpikeQueryTimeRange>"
+        (criterion,) = props["criteria"]["allOf"]
+        assert criterion["dimensions"] == [{"name": "topic", "operator": "Include", "values": ["*"]}]
+    for name in ("wrong-predictions", "bad-buzz", "score-drift", "input-drift"):
+        props = rules[name]["properties"]
+        assert props["overrideQueryTimeRange"] is None and props["criteria"]["allOf"][0]["dimensions"] == []
+    assert rules["score-drift"]["properties"]["severity"] > rules["bad-buzz"]["properties"]["severity"]
+
+
+def test_the_deployed_score_drift_query_carries_the_baseline_histogram(bicep):
+    queries = alert_queries(bicep, scoreBaselineHistogram=[0, 3, 120, 880, 1500, 900, 400, 90, 7, 0])
+    assert "let baseline = dynamic([0,3,120,880,1500,900,400,90,7,0]);" in queries["score-drift"]
+    assert "let safetyRule = true;" in queries["safety-spike"]
+    assert "let safetyRule = false;" in queries["topic-spike"]
+
+
+def test_the_webhook_receiver_exists_only_when_a_url_is_given(bicep):
+    alerts = module(bicep, "alerts")
+    group = alerts["resources"]["actionGroup"]["config"]
+    for url, expected in (("", []), ("https://hooks.example/x", ["on-call-webhook"])):
+        resolver = Resolver(alerts, INFRA / "modules" / "alerts.bicep", {"alertWebhookUrl": url})
+        receivers = resolver.value(group["properties"]["webhookReceivers"])
+        assert [r["name"] for r in receivers] == expected
+        assert all(r["serviceUri"] == url and r["useCommonAlertSchema"] for r in receivers)

@@ -10,16 +10,33 @@ from pathlib import Path
 import pytest
 
 from serving import telemetry
+from serving.topics import default_matcher
 from tests.kql_language import analyse, describe
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "infra" / "queries"
-ALERT_FILES = ("alert-wrong-predictions.kql", "alert-bad-buzz.kql")
+ALERT_FILES = (
+    "alert-wrong-predictions.kql",
+    "alert-bad-buzz.kql",
+    "alert-topic-spike.kql",
+    "alert-score-drift.kql",
+    "alert-input-drift.kql",
+)
+# Alerts on the Log Analytics workspace itself, analysed with the columns of the workspace function they read.
+WORKSPACE_FILES = {
+    "alert-daily-cap.kql": "let _LogOperation = datatable(TimeGenerated: datetime, Category: string, "
+    "Operation: string, Level: string, Detail: string, _ResourceId: string)[];\n",
+}
 WORKBOOK_FILES = (
     "workbook-prediction-volume.kql",
     "workbook-negative-share.kql",
     "workbook-wrong-prediction-rate.kql",
     "workbook-request-latency.kql",
     "workbook-request-failures.kql",
+    "workbook-topic-volume.kql",
+    "workbook-topic-negative-share.kql",
+    "workbook-score-histogram.kql",
+    "workbook-score-psi.kql",
+    "workbook-unknown-share.kql",
 )
 DIMENSION_NAMES = {
     telemetry.MODEL_VERSION,
@@ -32,13 +49,28 @@ DIMENSION_NAMES = {
     telemetry.NEGATIVE_PROBABILITY,
     telemetry.TEXT,
     telemetry.MATCHED_PREDICTION,
+    telemetry.SCORE_HISTOGRAM,
+    telemetry.TOPICS,
+    telemetry.UNKNOWN_SHARE,
+    telemetry.EMPTY_AFTER_NORMALIZATION,
 }
 # String literals a query may hold besides event names: the value of a boolean dimension.
-VALUE_LITERALS = {"true"}
+VALUE_LITERALS = {"true"} | set(default_matcher().names)
 
 
 def _queries() -> dict[str, str]:
-    return {path.name: path.read_text(encoding="utf-8") for path in sorted(QUERIES_DIR.glob("*.kql"))}
+    return {
+        path.name: path.read_text(encoding="utf-8")
+        for path in sorted(QUERIES_DIR.glob("*.kql"))
+        if path.name not in WORKSPACE_FILES
+    }
+
+
+def _workspace_queries() -> dict[str, str]:
+    return {
+        name: schema + (QUERIES_DIR / name).read_text(encoding="utf-8")
+        for name, schema in WORKSPACE_FILES.items()
+    }
 
 
 def _code(text: str) -> str:
@@ -48,6 +80,7 @@ def _code(text: str) -> str:
 
 def test_the_query_files_are_the_expected_set():
     assert set(_queries()) == set(ALERT_FILES) | set(WORKBOOK_FILES)
+    assert {p.name for p in QUERIES_DIR.glob("*.kql")} == set(_queries()) | set(WORKSPACE_FILES)
 
 
 BROKEN = {
@@ -65,14 +98,14 @@ SCHEMA_PROBE = {
 @pytest.fixture(scope="module")
 def results() -> tuple[dict[str, str], dict[str, list[dict]]]:
     """One run of the language service over every query file plus the probes (node starts once)."""
-    texts = {**_queries(), **BROKEN, **SCHEMA_PROBE}
+    texts = {**_queries(), **_workspace_queries(), **BROKEN, **SCHEMA_PROBE}
     return texts, analyse(texts)
 
 
 def test_every_query_analyses_clean_against_the_app_insights_schemas(results):
     texts, diagnostics = results
     files = {name: found for name, found in diagnostics.items() if name.endswith(".kql")}
-    assert set(files) == set(_queries())
+    assert set(files) == set(_queries()) | set(WORKSPACE_FILES)
     assert not any(files.values()), describe(files, texts)
 
 

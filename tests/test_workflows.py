@@ -205,11 +205,112 @@ def test_deploy_runs_on_main_and_by_hand(deploy):
     assert deploy["on"]["workflow_dispatch"]["inputs"]["ref"]["required"] is False
 
 
-def test_deploy_tests_then_builds_then_deploys(deploy):
+def test_deploy_checks_the_ref_then_tests_then_builds_then_deploys(deploy):
     jobs = deploy["jobs"]
     assert jobs["test"]["uses"] == "./.github/workflows/ci.yml"
-    assert jobs["build"]["needs"] == "test"
-    assert jobs["deploy"]["needs"] == "build"
+    assert jobs["test"]["needs"] == "ref"
+    assert jobs["build"]["needs"] == ["ref", "test"]
+    assert jobs["deploy"]["needs"] == ["ref", "build"]
+
+
+def needs_of(workflow: dict, name: str) -> set[str]:
+    """Every job that must succeed before ``name`` runs (transitively)."""
+    needs = workflow["jobs"][name].get("needs", [])
+    direct = {needs} if isinstance(needs, str) else set(needs)
+    return direct.union(*(needs_of(workflow, job) for job in direct))
+
+
+def test_only_commits_of_main_reach_a_job_holding_an_id_token(deploy):
+    """The `ref` input could name any commit of any branch; it is checked before any job that can sign in
+    to Azure, and every later job works on the commit that check resolved (not on the input again)."""
+    ref_job = deploy["jobs"]["ref"]
+    assert "id-token" not in ref_job["permissions"]
+    checkout = step_using(ref_job, "actions/checkout")["with"]
+    assert checkout["fetch-depth"] == 0 and "ref" not in checkout
+    script = step_named(ref_job, "Resolve the commit")["run"]
+    assert 'git merge-base --is-ancestor "$sha" origin/main' in script
+    assert ref_job["outputs"]["sha"] == "${{ steps.resolve.outputs.sha }}"
+    holders = [
+        n for n, job in deploy["jobs"].items() if job.get("permissions", {}).get("id-token") == "write"
+    ]
+    assert holders == ["deploy"]
+    for name in holders:
+        assert "ref" in needs_of(deploy, name)
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert text.count("inputs.ref") == 1  # only the check reads the input
+    for name, job in deploy["jobs"].items():
+        if name == "ref":
+            continue
+        refs = [s["with"]["ref"] for s in steps(job) if s.get("uses", "").startswith("actions/checkout@")]
+        refs += [job["with"]["ref"]] if "uses" in job else []
+        assert refs and set(refs) == {"${{ needs.ref.outputs.sha }}"}, name
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path) -> dict[str, str | Path]:
+    """A clone as actions/checkout leaves it with fetch-depth 0: origin has main (two commits, a tag on
+    the first) and a feature branch with a commit main does not have."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "main")
+    for message in ("first", "second"):
+        (origin / "f").write_text(message)
+        git(origin, "add", "f")
+        git(origin, "commit", "-q", "-m", message)
+        if message == "first":
+            git(origin, "tag", "v1")
+    git(origin, "checkout", "-q", "-b", "feature")
+    (origin / "f").write_text("unreviewed")
+    git(origin, "commit", "-q", "-am", "unreviewed")
+    git(origin, "checkout", "-q", "main")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    return {
+        "dir": clone,
+        "main": git(origin, "rev-parse", "main"),
+        "first": git(origin, "rev-parse", "main~1"),
+        "feature": git(origin, "rev-parse", "feature"),
+    }
+
+
+def run_ref_check(deploy: dict, checkout: dict, ref: str) -> tuple[subprocess.CompletedProcess, str]:
+    step = step_named(deploy["jobs"]["ref"], "Resolve the commit")
+    output = Path(checkout["dir"]).parent / "github_output"
+    output.write_text("")
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=checkout["dir"],
+        env={**os.environ, "REF": ref, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done, output.read_text()
+
+
+@pytest.mark.parametrize("ref", ["", "main", "v1", "first", "main-sha"])
+def test_a_commit_reachable_from_main_is_deployed_as_its_sha(deploy, checkout, ref):
+    given = {"first": checkout["first"], "main-sha": checkout["main"]}.get(ref, ref)
+    done, output = run_ref_check(deploy, checkout, given)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = checkout["first"] if ref in ("v1", "first") else checkout["main"]
+    assert output == f"sha={expected}\n"
+
+
+@pytest.mark.parametrize("ref", ["feature-sha", "origin/feature", "no-such-ref"])
+def test_a_commit_not_on_main_is_refused_before_any_sign_in(deploy, checkout, ref):
+    given = checkout["feature"] if ref == "feature-sha" else ref
+    done, output = run_ref_check(deploy, checkout, given)
+    assert done.returncode == 1
+    assert "::error::" in done.stdout and output == ""
 
 
 def test_only_the_deploy_job_may_request_an_id_token(deploy):
@@ -427,6 +528,55 @@ def test_what_if_previews_the_same_deployment_before_create_into_the_job_summary
     assert "| NoChange | Microsoft.Insights/components/appi |" in summary
 
 
+VAULT = "/subscriptions/s/resourceGroups/rg-test/providers/Microsoft.KeyVault/vaults/kv-x"
+
+
+@pytest.mark.parametrize(
+    ("answer", "create"),
+    [
+        ('[ "$1" = keyvault ] && exit 0\n', "true"),  # first deployment: no vault yet
+        (
+            f'[ "$1" = keyvault ] && echo {VAULT} && exit 0\necho "$VAULT/secrets/prediction-id-key"\n',
+            "false",
+        ),
+        (
+            f'[ "$1" = keyvault ] && echo {VAULT} && exit 0\n'
+            'echo "ERROR: (ResourceNotFound) The Resource was not found." >&2; exit 3\n',
+            "true",
+        ),
+    ],
+    ids=["no-vault", "key-exists", "vault-without-key"],
+)
+def test_signing_keys_are_created_only_when_missing(deploy, tmp_path, answer, create):
+    job = deploy["jobs"]["deploy"]
+    keys = step_named(job, "Find out whether the prediction-id signing keys exist")
+    done, calls = run_step(keys, tmp_path, answer, VAULT=VAULT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "output").read_text() == f"create={create}\n"
+    assert calls[0][:4] == ["keyvault", "list", "--resource-group", "rg-test"]
+    assert "azd-env-name" in calls[0][calls[0].index("--query") + 1]
+    for name in ("Preview the infrastructure changes", "Deploy the infrastructure"):
+        step = step_named(job, name)
+        assert 'createPredictionIdKeys="$CREATE_KEYS"' in step["run"]
+        assert step["env"]["CREATE_KEYS"] == "${{ steps.keys.outputs.create }}"
+    names = [s.get("name", "") for s in steps(job)]
+    assert names.index(keys["name"]) < names.index("Preview the infrastructure changes (what-if)")
+
+
+def test_an_unclear_answer_about_the_keys_stops_the_deployment(deploy, tmp_path):
+    """Throttling or a permission error must not read as "no key" (that would rotate the key)."""
+    keys = step_named(deploy["jobs"]["deploy"], "Find out whether the prediction-id signing keys exist")
+    answer = (
+        f'[ "$1" = keyvault ] && echo {VAULT} && exit 0\necho "ERROR: (AuthorizationFailed)" >&2; exit 1\n'
+    )
+    done, _ = run_step(keys, tmp_path, answer)
+    assert done.returncode == 1
+    assert "::error::" in done.stdout
+    assert not (tmp_path / "output").exists() or "create=" not in (tmp_path / "output").read_text()
+    failing_list = run_step(keys, tmp_path / "again", "exit 1\n")[0]
+    assert failing_list.returncode != 0
+
+
 def test_smoke_test_checks_the_new_model_and_a_keyed_predict(deploy):
     job = deploy["jobs"]["deploy"]
     smoke = steps(job)[-1]
@@ -467,3 +617,123 @@ def test_azure_yaml_provisions_main_bicep_and_deploys_the_function_app():
     # azd finds the Function App by this tag.
     infra_text = "".join(p.read_text() for p in (REPO_ROOT / "infra").rglob("*.bicep"))
     assert f"'azd-service-name': '{name}'" in infra_text
+
+
+# ---- retrain ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retrain() -> dict:
+    return load("retrain.yml")
+
+
+def test_retrain_runs_weekly_and_on_demand(retrain):
+    assert set(retrain["on"]) == {"schedule", "workflow_dispatch"}
+    (schedule,) = retrain["on"]["schedule"]
+    assert len(schedule["cron"].split()) == 5 and schedule["cron"].split()[2:4] == ["*", "*"]
+    assert retrain["permissions"] == {"contents": "read"}
+    assert retrain["defaults"]["run"]["shell"] == "bash"
+
+
+def test_retrain_permissions_are_scoped_per_job(retrain):
+    """Only the jobs that sign in to Azure get an id token; only the job that opens the pull request may
+    write, and it cannot sign in to Azure."""
+    jobs = retrain["jobs"]
+    assert jobs["train"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert jobs["prune-ledger"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert jobs["propose"]["permissions"] == {"contents": "write", "pull-requests": "write"}
+    for name in ("train", "prune-ledger"):
+        assert jobs[name]["environment"] == "retrain"  # the federated credential's subject
+        login = step_using(jobs[name], "azure/login")["with"]
+        assert login == {
+            "client-id": "${{ vars.AZURE_RETRAIN_CLIENT_ID }}",
+            "tenant-id": "${{ vars.AZURE_TENANT_ID }}",
+            "subscription-id": "${{ vars.AZURE_SUBSCRIPTION_ID }}",
+        }
+    assert not [s for s in steps(jobs["propose"]) if s.get("uses", "").startswith("azure/login@")]
+
+
+def test_retrain_trains_on_the_data_and_feedback_then_compares_with_the_served_model(retrain):
+    job = retrain["jobs"]["train"]
+    text = run_text(job)
+    order = [
+        "bash scripts/setup.sh requirements-train.txt",
+        "az storage blob download-batch --auth-mode login",
+        "-m training feedback-pull --out feedback.csv",
+        "-m training train --data-dir data --feedback feedback.csv",
+        "-m training compare --champion model/sentiment.onnx",
+    ]
+    positions = [text.index(command) for command in order]
+    assert positions == sorted(positions)
+    assert "--export candidate/sentiment.onnx" in text
+    assert "--challenger candidate/sentiment.onnx --feedback feedback.csv --out comparison" in text
+    assert job["env"]["LEDGER_TABLE_ENDPOINT"] == "${{ vars.LEDGER_TABLE_ENDPOINT }}"
+    names = [s.get("name", s.get("uses", "")) for s in steps(job)]
+    assert names.index("Sign in to Azure (OpenID Connect)") < names.index(
+        "Download the labelled training data"
+    )
+    setup = step_using(job, "actions/setup-python")["with"]
+    assert setup["python-version-file"] == ".python-version"
+    upload = step_using(job, "actions/upload-artifact")["with"]
+    assert "comparison/" in upload["path"] and "candidate/" in upload["path"]
+
+
+@pytest.mark.parametrize(("status", "passed"), [(0, "true"), (1, "false"), (2, None)])
+def test_compare_exit_status_decides_the_pull_request_and_a_failure_shows_the_report(
+    retrain, tmp_path, status, passed
+):
+    step = step_named(retrain["jobs"]["train"], "Compare the candidate")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    fake = tmp_path / ".venv" / "bin" / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\nmkdir -p comparison\n"
+        f"echo '# Report: gate failed' > comparison/comparison.md\nexit {status}\n"
+    )
+    fake.chmod(0o755)
+    done, _ = run_step(step, tmp_path, "exit 0\n")
+    output = (tmp_path / "output").read_text() if (tmp_path / "output").exists() else ""
+    summary = (tmp_path / "summary.md").read_text() if (tmp_path / "summary.md").exists() else ""
+    if passed is None:
+        assert done.returncode == status and "passed=" not in output
+        return
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert output == f"passed={passed}\n"
+    assert ("# Report: gate failed" in summary) == (passed == "false")
+
+
+def test_the_pull_request_job_runs_only_when_the_candidate_passes(retrain):
+    job = retrain["jobs"]["propose"]
+    assert job["needs"] == "train"
+    assert job["if"] == "needs.train.outputs.passed == 'true'"
+    assert retrain["jobs"]["train"]["outputs"]["passed"] == "${{ steps.compare.outputs.passed }}"
+    script = run_text(job)
+    assert "model/sentiment.onnx" in script and "model/README.md" in script and "comparison.md" in script
+    assert "git push" in script and "gh pr create --base main" in script
+    (step,) = [s for s in steps(job) if "gh pr create" in s.get("run", "")]
+    assert step["env"]["GH_TOKEN"] == "${{ github.token }}"
+
+
+def test_ledger_retention_job_reads_the_retention_from_infra(retrain):
+    job = retrain["jobs"]["prune-ledger"]
+    text = run_text(job)
+    assert "jq -r '.parameters.ledgerRetentionDays.value' infra/main.parameters.json" in text
+    document = json.loads((REPO_ROOT / "infra" / "main.parameters.json").read_text())
+    assert document["parameters"]["ledgerRetentionDays"]["value"] >= 7
+    assert '"PartitionKey lt @cutoff"' in text and "submit_transaction" in text
+    for table in ('"predictions"', '"feedback"'):
+        assert table in text
+
+
+def test_the_score_drift_baseline_comes_from_the_deployed_model():
+    """what-if and create both get scoreBaselineHistogram from the package's build_info.json, which
+    scripts/build_package.py fills from the model's validation_histogram metadata."""
+    deploy = load("deploy.yml")["jobs"]["deploy"]
+    [reader] = [s for s in steps(deploy) if s.get("id") == "baseline"]
+    assert ".validation_histogram" in reader["run"] and "dist/build_info.json" in reader["run"]
+    commands = [s for s in steps(deploy) if "az deployment group" in s.get("run", "")]
+    assert len(commands) == 2
+    for step in commands:
+        assert 'scoreBaselineHistogram="$BASELINE"' in step["run"]
+        assert step["env"]["BASELINE"] == "${{ steps.baseline.outputs.histogram }}"
+    build = (REPO_ROOT / "scripts" / "build_package.py").read_text()
+    assert '"validation_histogram": metadata.get(contract.VALIDATION_HISTOGRAM)' in build

@@ -1,6 +1,7 @@
 // Flex Consumption plan (FC1, Linux) and the Python 3.13 Function App that serves the model.
 // The app runs as the user-assigned identity: it reads its deployment package, keeps its host
-// state in blob storage and sends telemetry to Application Insights, all without a key.
+// state in blob storage, writes the ledger to Table Storage, resolves its signing keys from Key Vault
+// and sends telemetry to Application Insights, all without a stored key.
 
 @description('Azure region of the resources.')
 param location string
@@ -59,6 +60,34 @@ param modelPath string
 @description('Whether WrongPrediction events carry the tweet text (FEEDBACK_INCLUDE_TEXT).')
 param feedbackIncludeText bool
 
+@description('Seconds over which each instance sums SentimentScored into one event (SENTIMENT_SCORED_WINDOW_SECONDS).')
+@minValue(0)
+@maxValue(60)
+param scoredWindowSeconds int
+
+@description('Most feedback events one instance sends per minute (FEEDBACK_EVENTS_PER_MINUTE).')
+@minValue(1)
+param feedbackEventsPerMinute int
+
+@description('Versionless URI of the Key Vault secret holding the current prediction-id signing key.')
+param predictionIdKeySecretUri string
+
+@description('Versionless URI of the Key Vault secret holding the previous signing key (accepted during a rotation).')
+param predictionIdPreviousKeySecretUri string
+
+@description('Table endpoint of the ledger, https://<account>.table.core.windows.net (LEDGER_TABLE_ENDPOINT).')
+param ledgerTableEndpoint string
+
+@description('Whether the ledger also keeps one row per scored text (LEDGER_STORE_PREDICTIONS).')
+param ledgerStorePredictions bool
+
+@description('Whether ledger rows keep the text (LEDGER_INCLUDE_TEXT).')
+param ledgerIncludeText bool
+
+@description('Days the ledger keeps its rows (LEDGER_RETENTION_DAYS); the retention job deletes older days.')
+@minValue(1)
+param ledgerRetentionDays int
+
 resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   name: planName
   location: location
@@ -87,6 +116,8 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Key Vault references resolve as this identity (the only one holding Key Vault Secrets User).
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
@@ -126,9 +157,49 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
         }
         {
           // The worker builds the exporter's queue before the app runs: only a setting can size it.
-          // 16,384 events keep a burst of feedback from being dropped while ingestion is slow.
+          // An instance emits at most feedbackEventsPerMinute (600) feedback events + 1 SentimentScored per
+          // window + a few log records a minute, so 16,384 queued records (~2 KB each: ~32 MB of the
+          // instance's memory) ride out ~25 minutes of slow or failing ingestion at that bound before
+          // dropping; the SDK's default 2,048 would drop after ~3.
           name: 'OTEL_BLRP_MAX_QUEUE_SIZE'
           value: '16384'
+        }
+        {
+          name: 'SENTIMENT_SCORED_WINDOW_SECONDS'
+          value: string(scoredWindowSeconds)
+        }
+        {
+          name: 'FEEDBACK_EVENTS_PER_MINUTE'
+          value: string(feedbackEventsPerMinute)
+        }
+        {
+          name: 'PREDICTION_ID_KEY'
+          value: '@Microsoft.KeyVault(SecretUri=${predictionIdKeySecretUri})'
+        }
+        {
+          name: 'PREDICTION_ID_KEY_PREVIOUS'
+          value: '@Microsoft.KeyVault(SecretUri=${predictionIdPreviousKeySecretUri})'
+        }
+        {
+          name: 'LEDGER_TABLE_ENDPOINT'
+          value: ledgerTableEndpoint
+        }
+        {
+          name: 'LEDGER_STORE_PREDICTIONS'
+          value: ledgerStorePredictions ? 'true' : 'false'
+        }
+        {
+          name: 'LEDGER_INCLUDE_TEXT'
+          value: ledgerIncludeText ? 'true' : 'false'
+        }
+        {
+          name: 'LEDGER_RETENTION_DAYS'
+          value: string(ledgerRetentionDays)
+        }
+        {
+          // The ledger signs in as the app's user-assigned identity, named by its client ID.
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
         }
         {
           name: 'MODEL_PATH'

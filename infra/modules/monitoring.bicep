@@ -19,7 +19,7 @@ param appInsightsName string
 @maxValue(730)
 param retentionInDays int
 
-@description('Daily ingestion cap of the workspace in GB; -1 means no cap.')
+@description('Daily ingestion cap of the workspace in GB; -1 means no cap. Sized in main.bicep.')
 param dailyQuotaGb int
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2025-02-01' = {

@@ -1,5 +1,6 @@
-// Storage account of the Function App: the host's own state (AzureWebJobsStorage) and the
-// container that holds the deployment package of the Flex Consumption app.
+// Storage account of the Function App: the host's own state (AzureWebJobsStorage), the container
+// that holds the deployment package of the Flex Consumption app, the ledger's tables (`predictions`,
+// `feedback`) and the container of the labelled training data the retraining workflow downloads.
 // No shared keys, no anonymous blobs: every access goes through Microsoft Entra ID.
 
 @description('Azure region of the resources.')
@@ -15,6 +16,12 @@ param storageAccountName string
 
 @description('Blob container that receives the deployment package.')
 param deploymentContainerName string
+
+@description('Blob container holding the labelled training data (the data/ folder of python -m training).')
+param trainingDataContainerName string
+
+@description('Tables of the ledger: one row per scored text, one per feedback.')
+param ledgerTableNames array
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   //checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration needs the public endpoint; access is identity-only (shared keys disabled)
@@ -67,7 +74,30 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource trainingDataContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: blobService
+  name: trainingDataContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Table Storage has no lifecycle management: rows are partitioned by UTC day and whole days past the
+// retention are deleted by the scheduled job of .github/workflows/retrain.yml (docs/how-to/ledger-retention.md).
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2025-01-01' = {
+  parent: storageAccount
+  name: 'default'
+}
+
+resource ledgerTables 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-01-01' = [for table in ledgerTableNames: {
+  parent: tableService
+  name: table
+}]
+
 output storageAccountId string = storageAccount.id
 output storageAccountName string = storageAccount.name
 output blobEndpoint string = storageAccount.properties.primaryEndpoints.blob
 output deploymentContainerName string = deploymentContainer.name
+output trainingDataContainerName string = trainingDataContainer.name
+// Without the trailing slash of primaryEndpoints.table: the form LEDGER_TABLE_ENDPOINT documents.
+output tableEndpoint string = 'https://${storageAccount.name}.table.${environment().suffixes.storage}'

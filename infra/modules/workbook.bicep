@@ -1,5 +1,6 @@
 // Shared Azure Monitor workbook on the Application Insights component: prediction volume,
-// negative share, wrong-prediction rate, request latency and failures over the chosen time range.
+// negative share, wrong-prediction rate, request latency and failures, per-topic volume and negative
+// share, score histogram and PSI against the validation baseline, unknown share, over the chosen time range.
 // Every query comes from infra/queries/workbook-*.kql; the workbook only swaps the fixed bin size
 // of each file for the grain of its time-range parameter.
 
@@ -14,6 +15,14 @@ param appInsightsId string
 
 @description('Name shown in the portal.')
 param displayName string
+
+@description('The served model\'s validation score histogram (10 counts over [0, 1)): the score panels\' baseline.')
+param scoreBaselineHistogram array = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+
+// The score panels' files hold a placeholder baseline line; the deployed baseline replaces it.
+var baselineLine = 'let baseline = dynamic([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);'
+var scoreBaselineLiteral = string(scoreBaselineHistogram)
+var deployedBaselineLine = 'let baseline = dynamic(${scoreBaselineLiteral});'
 
 var fixedGrain = 'let grain = 15m;'
 var rangeGrain = 'let grain = {TimeRange:grain};'
@@ -43,6 +52,31 @@ var panels = [
     name: 'request-failures'
     title: 'Requests and failures'
     query: loadTextContent('../queries/workbook-request-failures.kql')
+  }
+  {
+    name: 'topic-volume'
+    title: 'Topics: texts per airline topic'
+    query: loadTextContent('../queries/workbook-topic-volume.kql')
+  }
+  {
+    name: 'topic-negative-share'
+    title: 'Topics: negative share per airline topic'
+    query: loadTextContent('../queries/workbook-topic-negative-share.kql')
+  }
+  {
+    name: 'score-histogram'
+    title: 'Score histogram: share of texts per score bin minus the validation baseline'
+    query: replace(loadTextContent('../queries/workbook-score-histogram.kql'), baselineLine, deployedBaselineLine)
+  }
+  {
+    name: 'score-psi'
+    title: 'Score drift: PSI against the validation baseline (alert above 0.2)'
+    query: replace(loadTextContent('../queries/workbook-score-psi.kql'), baselineLine, deployedBaselineLine)
+  }
+  {
+    name: 'unknown-share'
+    title: 'Input drift: unknown n-gram share and empty texts'
+    query: loadTextContent('../queries/workbook-unknown-share.kql')
   }
 ]
 
