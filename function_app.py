@@ -1,12 +1,13 @@
 """Air Paradis tweet sentiment: the Azure Functions app (Python v2 programming model).
 
 A thin HTTP layer: check the request (serving.http), score it (serving.runtime), record the business
-event (serving.telemetry), answer JSON. The model loads once, here, at import; if it cannot load the app
-still imports and indexes, and ``health``/``predict`` answer 503 with the reason, because an import-time
-exception is what Azure reports as "0 functions found".
+event (serving.telemetry) and, when one is configured, the ledger rows (serving.ledger), answer JSON. The
+model (and the optional shadow model) loads once, here, at import; if it cannot load the app still imports
+and indexes, and ``health``/``predict`` answer 503 with the reason, because an import-time exception is
+what Azure reports as "0 functions found".
 
-Every route accepts every method and answers a wrong one with the JSON 405 of CONTRACT itself, so the
-answer is the same under ``func start``, in Azure and through ``devtools.local_host``.
+Every route accepts every method and answers a wrong one with the API's own JSON 405, so the answer is the
+same under ``func start``, in Azure and through ``devtools.local_host``.
 """
 
 import functools
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from serving import contract, telemetry
+from serving import contract, ledger, telemetry
 from serving.http import (
     ApiError,
     error_response,
@@ -31,7 +32,7 @@ from serving.http import (
 )
 from serving.openapi import document
 from serving.prediction_ids import PredictionIds
-from serving.runtime import OverBudget, SentimentModel, load_configured_model
+from serving.runtime import OverBudget, Prediction, SentimentModel, load_configured_model, load_shadow_model
 
 UI_PAGE = Path(__file__).resolve().parent / "serving" / "static" / "ui.html"
 PLACEHOLDER_PAGE = (
@@ -51,7 +52,14 @@ if MODEL_STATE.model is None:
     log.error("model unavailable: %s", MODEL_STATE.reason)
 else:
     log.info("model %s loaded from %s", MODEL_STATE.model.version, MODEL_STATE.configured_path)
+SHADOW, _shadow_reason = load_shadow_model()
+if _shadow_reason:
+    log.error("%s; predict goes on without a shadow", _shadow_reason)
+elif SHADOW is not None:
+    log.info("shadow model %s loaded from %s", SHADOW.version, SHADOW.path)
 PREDICTION_IDS = PredictionIds.from_settings()
+# None without a ledger setting (azure.data.tables is then never imported).
+LEDGER = ledger.from_settings()
 # Labels are the served model's; without a model, the contract's defaults.
 LABELS = tuple(MODEL_STATE.model.labels) if MODEL_STATE.model else contract.LABELS
 OPENAPI_BODY = json_response(document(LABELS)).get_body()
@@ -115,47 +123,105 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
     answers = []
     negatives = 0
     total = 0.0
-    for prediction in predictions:
+    scored = []
+    for text, prediction in zip(request.texts, predictions, strict=True):
+        prediction_id = PREDICTION_IDS.issue()
         answer = {
-            "prediction_id": PREDICTION_IDS.issue(),
+            "prediction_id": prediction_id,
             "label": prediction.label,
             "negative_probability": prediction.negative_probability,
             "model_version": version,
+            "topics": list(prediction.topics),
         }
         if prediction.explanation is not None:
             answer["explanation"] = prediction.explanation
         answers.append(answer)
         negatives += prediction.label == model.labels[0]
         total += prediction.negative_probability
+        scored.append(
+            ledger.ScoredText(prediction_id, prediction.label, prediction.negative_probability, text)
+        )
+    if LEDGER is not None:
+        LEDGER.record_predictions(scored, version, [p.topics for p in predictions])
     telemetry.record_scored(
         model_version=version,
         texts=len(predictions),
         negatives=negatives,
         mean_negative_probability=total / len(predictions),
+        shadow_disagreements=_shadow_disagreements(model, request.texts, predictions),
+        **model.scored_signals(predictions),
     )
     return json_response({"model_version": version, "predictions": answers} if request.batch else answers[0])
+
+
+def _shadow_disagreements(
+    live: SentimentModel, texts: list[str], predictions: list[Prediction]
+) -> int | None:
+    """Texts on which the shadow model (if any) gives the other label; None without one or when it fails
+    (it never fails the request)."""
+    if SHADOW is None:
+        return None
+    try:
+        shadow = SHADOW.predict(texts, deadline=time.monotonic() + REQUEST_BUDGET_S)
+    except Exception:
+        log.warning("the shadow model failed on a request", exc_info=True)
+        return None
+    return sum(
+        (a.label == live.labels[0]) != (b.label == SHADOW.labels[0])
+        for a, b in zip(predictions, shadow, strict=True)
+    )
 
 
 @app.function_name("feedback")
 @app.route(route="feedback", methods=ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
 @answers_json_errors
 def feedback(req: func.HttpRequest) -> func.HttpResponse:
-    """Record whether a prediction was right (WrongPrediction / PredictionConfirmed)."""
+    """Record whether a prediction was right (WrongPrediction / PredictionConfirmed); with a ledger, its
+    row is written (joined to the stored prediction) before the answer."""
     require_method(req, "POST")
     request = parse_feedback(read_json_object(req), LABELS)
     feedback_id = uuid.uuid4().hex
-    matched = PREDICTION_IDS.issued(request.prediction_id)
+    signed = PREDICTION_IDS.issued(request.prediction_id)
+    record = ledger.FeedbackRecord(
+        request.predicted_label,
+        request.negative_probability,
+        MODEL_STATE.model.version if MODEL_STATE.model else "unavailable",
+        signed,
+    )
+    unavailable = False
+    if LEDGER is not None:
+        try:
+            record = LEDGER.record_feedback(
+                feedback_id=feedback_id,
+                prediction_id=request.prediction_id,
+                signed=signed,
+                text=request.text,
+                correct=request.correct,
+                claimed=record,
+                labels=LABELS,
+            )
+        except ledger.LedgerUnavailable as error:
+            record, unavailable = error.record or record, True
     telemetry.record_feedback(
         feedback_id=feedback_id,
         prediction_id=request.prediction_id,
-        predicted_label=request.predicted_label,
-        negative_probability=request.negative_probability,
-        model_version=MODEL_STATE.model.version if MODEL_STATE.model else "unavailable",
+        predicted_label=record.predicted_label,
+        negative_probability=record.negative_probability,
+        model_version=record.model_version,
         text=request.text,
         correct=request.correct,
-        matched_prediction=matched,
+        matched_prediction=record.matched_prediction,
     )
-    return json_response({"feedback_id": feedback_id, "recorded": True, "matched_prediction": matched}, 202)
+    if unavailable:
+        raise ApiError(
+            503,
+            "ledger_unavailable",
+            "the feedback could not be stored durably (storage unreachable); send it again later",
+            (("Retry-After", str(ledger.RETRY_AFTER_S)),),
+        )
+    return json_response(
+        {"feedback_id": feedback_id, "recorded": True, "matched_prediction": record.matched_prediction}, 202
+    )
 
 
 @app.function_name("health")

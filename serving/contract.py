@@ -26,7 +26,12 @@ OUTPUT_TYPES = {
     "term_row": "tensor(int64)",
     "term_text": "tensor(string)",
     "term_weight": "tensor(float)",
+    "ngram_known": "tensor(int64)",
+    "ngram_total": "tensor(int64)",
 }
+# Per text: how many of its n-gram occurrences the vocabulary knows, and how many it has (the drift
+# signal "unknown share"). Optional: only models that declare them in COVERAGE_OUTPUTS have them.
+NGRAM_COVERAGE_OUTPUTS = ("ngram_known", "ngram_total")
 # Labels in the model's order: [the class the probability is about, the other one].
 LABELS = ("negative", "positive")
 DEFAULT_THRESHOLD = 0.5
@@ -45,6 +50,12 @@ PARAMS = "params"
 # The explanation outputs the graph has: absent means all of TERM_OUTPUTS (models exported before the
 # key existed), [] means a model without explanations, which still serves predictions.
 EXPLANATION_OUTPUTS = "explanation_outputs"
+# The n-gram coverage outputs the graph has: absent or [] means none (the runtime then reports no
+# unknown share), else NGRAM_COVERAGE_OUTPUTS.
+COVERAGE_OUTPUTS = "coverage_outputs"
+# The model's negative-probability histogram on its validation split (10 counts over [0, 1)): the
+# baseline of the score-drift alert.
+VALIDATION_HISTOGRAM = "validation_histogram"
 REQUIRED_METADATA = (MODEL_VERSION, NORMALIZER_VERSION_KEY, THRESHOLD, LABELS_KEY)
 
 
@@ -87,6 +98,11 @@ def check_metadata(metadata: Mapping[str, Any]) -> None:
         raise ContractError(
             f"metadata 'explanation_outputs' must be [] or {list(TERM_OUTPUTS)}, got {outputs!r}"
         )
+    coverage = metadata.get(COVERAGE_OUTPUTS, [])
+    if coverage not in ([], list(NGRAM_COVERAGE_OUTPUTS)):
+        raise ContractError(
+            f"metadata 'coverage_outputs' must be [] or {list(NGRAM_COVERAGE_OUTPUTS)}, got {coverage!r}"
+        )
 
 
 def explanation_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
@@ -94,6 +110,11 @@ def explanation_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     that predate the key; an invalid value is reported by ``check_metadata``)."""
     declared = metadata.get(EXPLANATION_OUTPUTS, TERM_OUTPUTS)
     return () if declared == [] else TERM_OUTPUTS
+
+
+def coverage_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The n-gram coverage outputs a model declares (none for models that predate the key)."""
+    return NGRAM_COVERAGE_OUTPUTS if metadata.get(COVERAGE_OUTPUTS) == list(NGRAM_COVERAGE_OUTPUTS) else ()
 
 
 def read_metadata(path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:

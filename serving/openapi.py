@@ -13,6 +13,7 @@ from typing import Any
 
 from serving.contract import LABELS
 from serving.http import MAX_BATCH, MAX_ID_CHARS, MAX_TEXT_CHARS, NOT_BLANK_PATTERN
+from serving.topics import default_matcher
 
 ERROR_CODES = (
     "invalid_json",
@@ -31,6 +32,7 @@ ERROR_CODES = (
     "explanation_unavailable",
     "over_budget",
     "service_unavailable",
+    "ledger_unavailable",
 )
 
 _TEXT = {
@@ -77,7 +79,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction_id", "label", "negative_probability", "model_version"],
+        "required": ["prediction_id", "label", "negative_probability", "model_version", "topics"],
         "properties": {
             "prediction_id": {
                 "type": "string",
@@ -87,6 +89,12 @@ SCHEMAS: dict[str, Any] = {
             "label": _LABEL,
             "negative_probability": _PROBABILITY,
             "model_version": {"type": "string"},
+            "topics": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(default_matcher().names)},
+                "uniqueItems": True,
+                "description": "Airline topics the text mentions (versioned lexicon), sorted; [] when none.",
+            },
             "explanation": {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/Term"},
@@ -121,8 +129,10 @@ SCHEMAS: dict[str, Any] = {
             "recorded": {"const": True},
             "matched_prediction": {
                 "type": "boolean",
-                "description": "Whether prediction_id was issued by this service; unmatched feedback "
-                "is kept but never counts toward the wrong-prediction alert.",
+                "description": "Whether prediction_id was issued by this service and, when predictions "
+                "are stored, found among them (the stored label, probability and model version are then "
+                "the ones recorded); unmatched feedback is kept but never counts toward the "
+                "wrong-prediction alert.",
             },
         },
     },
@@ -241,10 +251,24 @@ def document(labels: Sequence[str] = LABELS) -> dict[str, Any]:
                     "security": _KEY,
                     "requestBody": {"required": True, "content": _json("FeedbackRequest")},
                     "responses": {
-                        "202": {"description": "Recorded.", "content": _json("FeedbackAccepted")},
+                        "202": {
+                            "description": "Recorded (durably written first when the ledger is on).",
+                            "content": _json("FeedbackAccepted"),
+                        },
                         **_KEY_ERRORS,
                         **_BODY_ERRORS,
                         **_METHOD_ERRORS,
+                        "503": {
+                            "description": "ledger_unavailable: the feedback could not be stored; send it "
+                            "again after the Retry-After seconds.",
+                            "headers": {
+                                "Retry-After": {
+                                    "description": "Seconds to wait before sending it again.",
+                                    "schema": {"type": "integer", "minimum": 1},
+                                }
+                            },
+                            "content": _json("Error"),
+                        },
                     },
                 }
             },

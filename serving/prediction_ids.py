@@ -28,6 +28,12 @@ MIN_KEY_CHARS = 16
 log = logging.getLogger(__name__)
 
 
+def _resolved(value: str) -> str:
+    """A Key Vault reference the platform could not resolve stays as its literal text, which anyone can
+    read in the infrastructure code: treat it as unset, never as a key."""
+    return "" if value.strip().startswith("@Microsoft.KeyVault(") else value
+
+
 class PredictionIds:
     """Issues ids signed with the current key; checks them against the current and previous keys."""
 
@@ -39,14 +45,15 @@ class PredictionIds:
     @classmethod
     def from_settings(cls, environ: Mapping[str, str] | None = None) -> PredictionIds:
         env = os.environ if environ is None else environ
-        key = env.get(KEY_SETTING, "")
-        previous = env.get(PREVIOUS_KEY_SETTING, "")
+        key, previous = (_resolved(env.get(name, "")) for name in (KEY_SETTING, PREVIOUS_KEY_SETTING))
         if len(key) < MIN_KEY_CHARS:
             log.warning(
                 "%s is %s: prediction ids are signed with a key of this process only, so feedback sent "
                 "to another instance or after a restart counts as unmatched",
                 KEY_SETTING,
-                "unset" if not key else f"shorter than {MIN_KEY_CHARS} characters",
+                "unset (or an unresolved Key Vault reference)"
+                if not key
+                else f"shorter than {MIN_KEY_CHARS} characters",
             )
             return cls(secrets.token_bytes(32))
         return cls(key.encode(), previous.encode() if len(previous) >= MIN_KEY_CHARS else None)

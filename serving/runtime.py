@@ -31,7 +31,9 @@ from serving.contract import (
     PROBABILITY_OUTPUT,
     ContractError,
 )
+from serving.explanation import Term, top_words
 from serving.normalizer import NORMALIZER_VERSION, normalize
+from serving.topics import TopicMatcher, default_matcher
 
 # Batches are scored in chunks of texts of similar length: the graph pads every text of a run to the
 # longest one, and chunks of a sorted batch run side by side on the CPU's cores. A chunk holds at most
@@ -51,18 +53,32 @@ class ModelLoadError(RuntimeError):
         self.summary = summary
 
 
-class Term(TypedDict):
-    """One term of an explanation and its signed contribution to the positive logit."""
-
-    term: str
-    weight: float
-
-
 @dataclass(frozen=True, slots=True)
 class Prediction:
+    """One scored text. ``topics``: the airline topics it mentions (``serving.topics``);
+    ``unknown_share``: share of its n-grams the model does not know (None when the model does not report
+    it or the text has none); ``empty``: nothing was left after normalization."""
+
     label: str
     negative_probability: float
     explanation: list[Term] | None
+    topics: tuple[str, ...] = ()
+    unknown_share: float | None = None
+    empty: bool = False
+
+
+HISTOGRAM_BINS = 10
+
+
+class ScoredSignals(TypedDict):
+    """What a batch adds to the SentimentScored drift dimensions (``telemetry.record_scored``'s
+    keyword arguments of the same names)."""
+
+    score_histogram: list[int]
+    topics: dict[str, list[int]]
+    unknown_share: float | None
+    unknown_texts: int
+    empty_after_normalization: int
 
 
 def configured_model_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -112,7 +128,9 @@ class SentimentModel:
 
     __slots__ = (
         "_all_outputs",
+        "_coverage",
         "_explain_feed",
+        "_matcher",
         "explains",
         "labels",
         "metadata",
@@ -132,6 +150,9 @@ class SentimentModel:
         term_outputs = contract.explanation_outputs(metadata)
         self.explains = bool(term_outputs)
         self._all_outputs = [PROBABILITY_OUTPUT, *term_outputs]
+        # (known n-grams, n-grams) per text, when the graph declares the outputs (older models do not).
+        self._coverage = list(contract.coverage_outputs(metadata))
+        self._matcher: TopicMatcher = default_matcher()
         optional = {i.name: i.type for i in session.get_overridable_initializers()}
         self._explain_feed = (
             {EXPLAIN_INPUT: np.array(True)} if optional.get(EXPLAIN_INPUT) == "tensor(bool)" else {}
@@ -158,7 +179,8 @@ class SentimentModel:
             raise ModelLoadError(f"model must take one string tensor input {INPUT_NAME!r}, found: {found}")
         raw_metadata = session.get_modelmeta().custom_metadata_map
         outputs = dict.fromkeys(OUTPUT_TYPES, "absent") | {o.name: o.type for o in session.get_outputs()}
-        declared = contract.explanation_outputs(contract.decode_metadata(raw_metadata, strict=False))
+        loose = contract.decode_metadata(raw_metadata, strict=False)
+        declared = [*contract.explanation_outputs(loose), *contract.coverage_outputs(loose)]
         expected = [PROBABILITY_OUTPUT, *declared]
         wrong = [f"{name} ({OUTPUT_TYPES[name]})" for name in expected if outputs[name] != OUTPUT_TYPES[name]]
         if wrong:
@@ -185,31 +207,89 @@ class SentimentModel:
                 )
 
     def predict(
-        self, raw_texts: list[str], explain: bool = False, top_k: int = 5, deadline: float | None = None
+        self,
+        raw_texts: list[str],
+        explain: bool = False,
+        top_k: int = 5,
+        deadline: float | None = None,
+        match_topics: bool = True,
     ) -> list[Prediction]:
-        """Score raw texts in order; ``explain`` adds the top-k terms by absolute contribution (models
+        """Score raw texts in order; ``explain`` adds the top-k words of the normalized text by absolute
+        contribution, their n-grams' contributions folded in (``serving.explanation``; models
         without explanation outputs answer ``explanation=None``: check ``explains`` first). Past
-        ``deadline`` (``time.monotonic()``) it raises ``OverBudget`` instead of going on."""
+        ``deadline`` (``time.monotonic()``) it raises ``OverBudget`` instead of going on. Topics are
+        matched on the same normalized texts (``match_topics=False`` skips it, for measurements)."""
         texts = [normalize(text) for text in raw_texts]
-        if not (explain and self.explains):
-            scores: list[float] = negative_probabilities(self.session, texts, deadline).tolist()
-            return [Prediction(self._label(p), p, None) for p in scores]
+        topics: list[tuple[str, ...]] = [()] * len(texts)
+
+        match = self._matcher.match
+
+        def match_topics_of(rows: list[int]) -> None:  # overlaps the graph runs of the other chunks
+            for row in rows:
+                topics[row] = tuple(match(texts[row]))
+
+        explaining = explain and self.explains
+        if not (explaining or self._coverage):
+            scores: list[float] = negative_probabilities(
+                self.session, texts, deadline, match_topics_of if match_topics else None
+            ).tolist()
+            return [
+                Prediction(self._label(p), p, None, found, None, not text)
+                for p, found, text in zip(scores, topics, texts, strict=True)
+            ]
+        outputs = (self._all_outputs if explaining else [PROBABILITY_OUTPUT]) + self._coverage
+        feed = self._explain_feed if explaining else {}
         probabilities: list[float] = [0.0] * len(texts)
         explanations: list[list[Term] | None] = [None] * len(texts)
+        shares: list[float | None] = [None] * len(texts)
 
-        def explain_chunk(rows: list[int], batch: np.ndarray) -> None:
-            chunk_probabilities, term_rows, term_texts, term_weights = self.session.run(
-                self._all_outputs, {INPUT_NAME: batch} | self._explain_feed
-            )
-            top = _top_terms(len(rows), term_rows, term_texts, term_weights, top_k)
-            for row, p, explanation in zip(rows, chunk_probabilities.tolist(), top, strict=True):
-                probabilities[row], explanations[row] = p, explanation
+        def score_chunk(rows: list[int], batch: np.ndarray) -> None:
+            results = self.session.run(outputs, {INPUT_NAME: batch} | feed)
+            for row, p in zip(rows, results[0].tolist(), strict=True):
+                probabilities[row] = p
+            if explaining:
+                term_rows, term_texts, term_weights = results[1:4]
+                top = top_words([texts[row] for row in rows], term_rows, term_texts, term_weights, top_k)
+                for row, explanation in zip(rows, top, strict=True):
+                    explanations[row] = explanation
+            if self._coverage:
+                known, total = results[-2].tolist(), results[-1].tolist()
+                for row, k, n in zip(rows, known, total, strict=True):
+                    shares[row] = 1.0 - k / n if n > 0 else None
 
-        _each_chunk(texts, explain_chunk, deadline)
+        _each_chunk(texts, score_chunk, deadline, match_topics_of if match_topics else None)
         return [
-            Prediction(self._label(p), p, explanation)
-            for p, explanation in zip(probabilities, explanations, strict=True)
+            Prediction(self._label(p), p, explanation, found, share, not text)
+            for p, explanation, found, share, text in zip(
+                probabilities, explanations, topics, shares, texts, strict=True
+            )
         ]
+
+    def scored_signals(self, predictions: Sequence[Prediction]) -> ScoredSignals:
+        """The drift dimensions of a batch: score histogram (``HISTOGRAM_BINS`` bins over [0, 1]),
+        texts and negatives per topic, mean unknown share over the texts that have one, empty texts."""
+        histogram = [0] * HISTOGRAM_BINS
+        topics: dict[str, list[int]] = {}
+        unknown_sum, unknown_texts, empty = 0.0, 0, 0
+        negative = self.labels[0]
+        for prediction in predictions:
+            histogram[min(int(prediction.negative_probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+            is_negative = prediction.label == negative
+            for topic in prediction.topics:
+                pair = topics.setdefault(topic, [0, 0])
+                pair[0] += 1
+                pair[1] += is_negative
+            if prediction.unknown_share is not None:
+                unknown_sum += prediction.unknown_share
+                unknown_texts += 1
+            empty += prediction.empty
+        return {
+            "score_histogram": histogram,
+            "topics": topics,
+            "unknown_share": unknown_sum / unknown_texts if unknown_texts else None,
+            "unknown_texts": unknown_texts,
+            "empty_after_normalization": empty,
+        }
 
     def _label(self, negative_probability: float) -> str:
         """Negative from the model's threshold on (inclusive), as training measured it."""
@@ -217,15 +297,19 @@ class SentimentModel:
 
 
 def negative_probabilities(
-    session: ort.InferenceSession, texts: list[str], deadline: float | None = None
+    session: ort.InferenceSession,
+    texts: list[str],
+    deadline: float | None = None,
+    then: Callable[[list[int]], None] | None = None,
 ) -> np.ndarray:
-    """The graph's negative probability of each NORMALIZED text, in order (float32)."""
+    """The graph's negative probability of each NORMALIZED text, in order (float32); ``then``: see
+    ``_each_chunk``."""
     result = np.empty(len(texts), dtype=np.float32)
 
     def score_chunk(rows: list[int], batch: np.ndarray) -> None:
         result[rows] = session.run([PROBABILITY_OUTPUT], {INPUT_NAME: batch})[0]
 
-    _each_chunk(texts, score_chunk, deadline)
+    _each_chunk(texts, score_chunk, deadline, then)
     return result
 
 
@@ -251,16 +335,23 @@ def chunk_rows(lengths: Sequence[int]) -> list[list[int]]:
 
 
 def _each_chunk(
-    texts: list[str], work: Callable[[list[int], np.ndarray], None], deadline: float | None = None
+    texts: list[str],
+    work: Callable[[list[int], np.ndarray], None],
+    deadline: float | None = None,
+    then: Callable[[list[int]], None] | None = None,
 ) -> None:
     """Call ``work(rows, batch)`` (``batch``: those rows' texts as the graph's input) on the groups of
     ``chunk_rows``, in parallel when there are several (onnxruntime releases the GIL while it runs).
-    Past ``deadline`` (``time.monotonic()``), the groups not yet started raise ``OverBudget``."""
+    Past ``deadline`` (``time.monotonic()``), the groups not yet started raise ``OverBudget``.
+    ``then(rows)`` follows each ``work`` in the same thread: Python work on a group overlaps the graph
+    runs of the others."""
 
     def run(rows: list[int]) -> None:
         if deadline is not None and time.monotonic() > deadline:
             raise OverBudget("scoring passed its deadline")
         work(rows, np.array([texts[row] for row in rows], dtype=object))
+        if then is not None:
+            then(rows)
 
     lengths = [len(text) for text in texts]
     if len(texts) <= CHUNK_TEXTS and len(texts) * max(lengths, default=0) <= CHUNK_CHARS:
@@ -281,26 +372,6 @@ def _chunk_pool() -> ThreadPoolExecutor | None:
     """One pool per process, sized to the CPUs this process may use (none on a single CPU)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return ThreadPoolExecutor(min(cpus, 4), thread_name_prefix="sentiment-chunk") if cpus > 1 else None
-
-
-def _top_terms(
-    n_rows: int, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray, top_k: int
-) -> list[list[Term]]:
-    """Per row, the ``top_k`` terms with the largest |weight|, largest first (stable on ties)."""
-    explanations: list[list[Term]] = [[] for _ in range(n_rows)]
-    inside = (rows >= 0) & (rows < n_rows)
-    rows, terms, weights = rows[inside], terms[inside], weights[inside]
-    if len(rows) == 0:
-        return explanations
-    order = np.lexsort((-np.abs(weights), rows))
-    sorted_rows = rows[order]
-    first_of_row = np.searchsorted(sorted_rows, sorted_rows, side="left")
-    kept = order[np.arange(len(order)) - first_of_row < top_k]
-    for row, term, weight in zip(
-        rows[kept].tolist(), terms[kept].tolist(), weights[kept].tolist(), strict=True
-    ):
-        explanations[row].append({"term": str(term), "weight": round(weight, 6)})
-    return explanations
 
 
 @dataclass(frozen=True)
@@ -325,3 +396,21 @@ def load_configured_model(environ: Mapping[str, str] | None = None) -> ModelStat
     except Exception as error:  # a loader bug must not become "0 functions found" in Azure
         reason = f"model could not be loaded: {type(error).__name__}: {error}"
         return ModelState(None, reason, configured, "model could not be loaded")
+
+
+SHADOW_PATH_SETTING = "MODEL_SHADOW_PATH"
+
+
+def load_shadow_model(environ: Mapping[str, str] | None = None) -> tuple[SentimentModel | None, str | None]:
+    """The optional shadow model (``MODEL_SHADOW_PATH``): scored beside the live one to count label
+    disagreements, never answered with. Returns (model, None), (None, None) when unset, or (None, reason)
+    when it fails to load: a broken shadow must not take the service down."""
+    env = environ if environ is not None else os.environ
+    configured = env.get(SHADOW_PATH_SETTING, "").strip()
+    if not configured:
+        return None, None
+    path = Path(configured)
+    try:
+        return SentimentModel.load(path if path.is_absolute() else APP_ROOT / path), None
+    except Exception as error:
+        return None, f"shadow model {configured} not loaded: {error}"

@@ -12,11 +12,13 @@ Event and dimension names live here and only here: the alert queries and tests i
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 
 # Event names (customEvents.name).
 SENTIMENT_SCORED = "SentimentScored"
@@ -36,6 +38,12 @@ NEGATIVE_PROBABILITY = "negative_probability"
 TEXT = "text"
 MATCHED_PREDICTION = "matched_prediction"
 SHADOW_DISAGREEMENTS = "shadow_disagreements"
+# Drift signals of SentimentScored (label-free: they need no feedback).
+SCORE_HISTOGRAM = "score_histogram"  # JSON list of HISTOGRAM_BINS counts over [0, 1)
+TOPICS = "topics"  # JSON object: topic -> [texts, negatives]
+UNKNOWN_SHARE = "unknown_share"  # mean share of a text's n-grams the model does not know
+EMPTY_AFTER_NORMALIZATION = "empty_after_normalization"  # texts with nothing left to score
+HISTOGRAM_BINS = 10
 
 # The attribute the exporter reads to make a log record a custom event.
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
@@ -210,33 +218,116 @@ def _emit(name: str, dimensions: dict[str, str]) -> None:
 _EMIT_LINE = _emit.__code__.co_firstlineno
 
 
+class _Sums:
+    """One model version's SentimentScored counts in the open window (see ``_ScoredWindow``)."""
+
+    __slots__ = (
+        "empty",
+        "histogram",
+        "negatives",
+        "probability_sum",
+        "shadow",
+        "texts",
+        "topics",
+        "unknown_sum",
+        "unknown_texts",
+    )
+
+    def __init__(self) -> None:
+        self.texts = 0
+        self.negatives = 0
+        self.probability_sum = 0.0
+        self.shadow = -1  # -1: no request of the window had a shadow model
+        self.histogram: list[int] | None = None
+        self.topics: dict[str, list[int]] | None = None
+        self.unknown_sum = 0.0
+        self.unknown_texts = 0
+        self.empty = -1  # -1: no request of the window counted empty texts
+
+    def add(self, scored: _Scored) -> None:
+        self.texts += scored.texts
+        self.negatives += scored.negatives
+        self.probability_sum += scored.probability_sum
+        if scored.shadow is not None:
+            self.shadow = max(self.shadow, 0) + scored.shadow
+        if scored.histogram is not None:
+            if self.histogram is None:
+                self.histogram = [0] * HISTOGRAM_BINS
+            for index, count in enumerate(scored.histogram[:HISTOGRAM_BINS]):
+                self.histogram[index] += count
+        if scored.topics is not None:
+            if self.topics is None:
+                self.topics = {}
+            for topic, (texts, negatives) in scored.topics.items():
+                pair = self.topics.setdefault(topic, [0, 0])
+                pair[0] += texts
+                pair[1] += negatives
+        if scored.unknown_share is not None and scored.unknown_texts > 0:
+            self.unknown_sum += scored.unknown_share * scored.unknown_texts
+            self.unknown_texts += scored.unknown_texts
+        if scored.empty is not None:
+            self.empty = max(self.empty, 0) + scored.empty
+
+
+class _Scored:
+    """One request's contribution, checked and converted once (``record_scored``)."""
+
+    __slots__ = (
+        "empty",
+        "histogram",
+        "negatives",
+        "probability_sum",
+        "shadow",
+        "texts",
+        "topics",
+        "unknown_share",
+        "unknown_texts",
+    )
+
+    def __init__(
+        self,
+        texts: int,
+        negatives: int,
+        probability_sum: float,
+        shadow: int | None,
+        histogram: list[int] | None = None,
+        topics: dict[str, tuple[int, int]] | None = None,
+        unknown_share: float | None = None,
+        unknown_texts: int = 0,
+        empty: int | None = None,
+    ) -> None:
+        self.texts, self.negatives, self.probability_sum, self.shadow = (
+            texts,
+            negatives,
+            probability_sum,
+            shadow,
+        )
+        self.histogram, self.topics, self.empty = histogram, topics, empty
+        self.unknown_share, self.unknown_texts = unknown_share, unknown_texts
+
+
 class _ScoredWindow:
     """Sums SentimentScored per model version over a window of ``SENTIMENT_SCORED_WINDOW_SECONDS``
     (default 60; 0 = one event per request), so the event volume per instance is bounded whatever the
     traffic: at most one SentimentScored per model version per window. Counts are summed, so the alert
-    queries (sums of texts and negatives) read the same; the mean probability is weighted by texts.
-    Flushed when the window ends (by the next request or a timer), by ``flush()`` and at exit. A crash
-    loses at most one window of counts of this instance."""
+    queries (sums of texts, negatives, histogram bins, topic pairs) read the same; the mean probability
+    and the unknown share are weighted by texts. Flushed when the window ends (by the next request or a
+    timer), by ``flush()`` and at exit. A crash loses at most one window of counts of this instance."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sums: dict[str, list[float]] = {}  # version -> [texts, negatives, probability sum, shadow]
+        self._sums: dict[str, _Sums] = {}
         self._timer: threading.Timer | None = None
 
-    def add(
-        self, version: str, texts: int, negatives: int, probability_sum: float, shadow: int | None
-    ) -> None:
+    def add(self, version: str, scored: _Scored) -> None:
         window = _window_seconds()
         if window <= 0:
-            _emit_scored(version, [texts, negatives, probability_sum, -1 if shadow is None else shadow])
+            sums = _Sums()
+            sums.add(scored)
+            _emit_scored(version, sums)
             return
         with self._lock:
-            sums = self._sums.setdefault(version, [0, 0, 0.0, -1])
-            sums[0] += texts
-            sums[1] += negatives
-            sums[2] += probability_sum
-            if shadow is not None:
-                sums[3] = max(sums[3], 0) + shadow
+            self._sums.setdefault(version, _Sums()).add(scored)
             if self._timer is None:
                 self._timer = threading.Timer(window, self.flush)
                 self._timer.daemon = True
@@ -259,17 +350,29 @@ def _window_seconds() -> float:
         return DEFAULT_SCORED_WINDOW_S
 
 
-def _emit_scored(version: str, values: list[float]) -> None:
-    texts, negatives, probability_sum, shadow = values
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _emit_scored(version: str, sums: _Sums) -> None:
     try:
+        texts = sums.texts
         dimensions = {
             MODEL_VERSION: version,
             TEXTS: str(int(texts)),
-            NEGATIVES: str(int(negatives)),
-            MEAN_NEGATIVE_PROBABILITY: _number(probability_sum / texts if texts else 0.0),
+            NEGATIVES: str(int(sums.negatives)),
+            MEAN_NEGATIVE_PROBABILITY: _number(sums.probability_sum / texts if texts else 0.0),
         }
-        if shadow >= 0:
-            dimensions[SHADOW_DISAGREEMENTS] = str(int(shadow))
+        if sums.shadow >= 0:
+            dimensions[SHADOW_DISAGREEMENTS] = str(int(sums.shadow))
+        if sums.histogram is not None:
+            dimensions[SCORE_HISTOGRAM] = _compact(sums.histogram)
+        if sums.topics is not None:
+            dimensions[TOPICS] = _compact(sums.topics)
+        if sums.unknown_texts > 0:
+            dimensions[UNKNOWN_SHARE] = _number(sums.unknown_sum / sums.unknown_texts)
+        if sums.empty >= 0:
+            dimensions[EMPTY_AFTER_NORMALIZATION] = str(int(sums.empty))
         _emit(SENTIMENT_SCORED, dimensions)
     except Exception:
         _debug.debug("SentimentScored not recorded", exc_info=True)
@@ -325,18 +428,37 @@ def record_scored(
     negatives: int,
     mean_negative_probability: float,
     shadow_disagreements: int | None = None,
+    score_histogram: Sequence[int] | None = None,
+    topics: Mapping[str, Sequence[int]] | None = None,
+    unknown_share: float | None = None,
+    unknown_texts: int | None = None,
+    empty_after_normalization: int | None = None,
 ) -> None:
-    """Count one successful predict request toward SentimentScored (feeds the bad-buzz alert):
-    summed per window, see ``_ScoredWindow``. ``shadow_disagreements``: texts on which the shadow model
-    (if one is loaded) gave another label."""
+    """Count one successful predict request toward SentimentScored (feeds the bad-buzz alert and the
+    drift alerts): summed per window, see ``_ScoredWindow``. ``shadow_disagreements``: texts on which
+    the shadow model (if one is loaded) gave another label. The drift signals are optional (left out of
+    the event when no request of the window gave them): ``score_histogram`` (HISTOGRAM_BINS counts of
+    negative probabilities over [0, 1)), ``topics`` (topic -> (texts, negatives)), ``unknown_share``
+    (mean over ``unknown_texts`` texts, all of them when not given), ``empty_after_normalization``."""
     try:
         count = int(texts)
+        histogram = None if score_histogram is None else [int(c) for c in score_histogram]
+        if histogram is not None and len(histogram) != HISTOGRAM_BINS:
+            raise ValueError(f"score_histogram needs {HISTOGRAM_BINS} bins, got {len(histogram)}")
+        pairs = None if topics is None else {str(k): (int(v[0]), int(v[1])) for k, v in topics.items()}
         _scored.add(
             str(model_version),
-            count,
-            int(negatives),
-            float(mean_negative_probability) * count,
-            None if shadow_disagreements is None else int(shadow_disagreements),
+            _Scored(
+                count,
+                int(negatives),
+                float(mean_negative_probability) * count,
+                None if shadow_disagreements is None else int(shadow_disagreements),
+                histogram,
+                pairs,
+                None if unknown_share is None else float(unknown_share),
+                count if unknown_texts is None else int(unknown_texts),
+                None if empty_after_normalization is None else int(empty_after_normalization),
+            ),
         )
     except Exception:
         _debug.debug("SentimentScored not recorded", exc_info=True)

@@ -71,7 +71,7 @@ def session(data: bytes) -> ort.InferenceSession:
 
 def run(data: bytes, texts: list[str], explain: bool = True):
     feed = {"text": np.array(texts, dtype=object), "explain": np.array(explain)}
-    return session(data).run(None, feed)
+    return session(data).run(list(ngram_graph.OUTPUTS), feed)
 
 
 def test_parity_on_generated_and_adversarial_texts(fitted, corpus):
@@ -127,7 +127,7 @@ def test_explanation_work_is_skipped_unless_asked(fitted, corpus):
     scorer = session(data)
     assert [i.name for i in scorer.get_inputs()] == ["text"]
     assert [i.name for i in scorer.get_overridable_initializers()] == ["explain"]
-    plain = scorer.run(None, {"text": np.array(texts, dtype=object)})
+    plain = scorer.run(list(ngram_graph.OUTPUTS), {"text": np.array(texts, dtype=object)})
     asked_not = run(data, texts, explain=False)
     asked = run(data, texts, explain=True)
     for outputs in (plain, asked_not):
@@ -197,7 +197,8 @@ def test_no_dense_texts_by_vocabulary_tensor_anywhere(fitted, corpus):
     outputs = {name for node in graph.graph.node for name in node.output}
     probe = copy.deepcopy(graph)
     probe.graph.output.extend(
-        onnx.ValueInfoProto(name=name) for name in sorted(outputs - set(ngram_graph.OUTPUTS))
+        onnx.ValueInfoProto(name=name)
+        for name in sorted(outputs - set(ngram_graph.OUTPUTS) - set(ngram_graph.COVERAGE))
     )
     texts = corpus[0][:60]
     results = session(probe.SerializeToString()).run(None, {"text": np.array(texts, dtype=object)})
@@ -355,3 +356,34 @@ def test_export_command_refuses_a_model_without_a_graph_builder(tmp_path, corpus
     assert result.exit_code == 2
     assert "LogisticRegression, which has no ONNX graph builder" in result.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _sklearn_coverage(model, normalized: list[str]) -> tuple[list[int], list[int]]:
+    """Per text: n-gram occurrences scikit-learn's analyzers produce, and those in the vocabulary."""
+    known, total = [], []
+    for text in normalized:
+        grams = [(v, gram) for v in model.vectorizers_ for gram in v.build_analyzer()(text)]
+        known.append(sum(gram in v.vocabulary_ for v, gram in grams))
+        total.append(len(grams))
+    return known, total
+
+
+def test_ngram_coverage_outputs_equal_what_the_sklearn_vocabulary_says(fitted, corpus):
+    model, data = fitted
+    foreign = ["el vuelo se retraso tres horas", "der flug hatte verspatung", "zzzz qqqq"]
+    normalized = [normalize(text) for text in [*corpus[0][:150], *EXTRA_TEXTS, *foreign]]
+    known, total = session(data).run(list(ngram_graph.COVERAGE), {"text": np.array(normalized, dtype=object)})
+    expected_known, expected_total = _sklearn_coverage(model, normalized)
+    assert known.tolist() == expected_known
+    assert total.tolist() == expected_total
+    assert 0 < int(known[-1]) < int(total[-1]) or int(known[-1]) == 0  # unknown words are counted
+    meta = session(data).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["coverage_outputs"]) == list(ngram_graph.COVERAGE)
+
+
+def test_validation_histogram_bins_like_serving():
+    from training.modeling.train import score_histogram
+
+    values = [0.0, 0.05, 0.1, 0.3499, 0.5, 0.99, 1.0]
+    assert score_histogram(values) == [2, 1, 0, 1, 0, 1, 0, 0, 0, 2]
+    assert sum(score_histogram(np.random.default_rng(1).random(500))) == 500

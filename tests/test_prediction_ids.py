@@ -46,3 +46,14 @@ def test_without_a_key_ids_verify_in_this_process_only_and_a_warning_says_so(cap
     assert "PREDICTION_ID_KEY is unset" in caplog.text and "shorter than 16" in caplog.text
     assert first.issued(first.issue())
     assert not short.issued(first.issue())  # another process (another random key)
+
+
+def test_an_unresolved_key_vault_reference_is_never_used_as_a_key(caplog):
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/prediction-id-key/)"
+    with caplog.at_level(logging.WARNING, logger="serving.prediction_ids"):
+        ids = PredictionIds.from_settings(
+            {"PREDICTION_ID_KEY": reference, "PREDICTION_ID_KEY_PREVIOUS": reference}
+        )
+    assert "unresolved Key Vault reference" in caplog.text
+    literal = PredictionIds(reference.encode())
+    assert not ids.issued(literal.issue())  # an attacker who read the reference cannot sign ids

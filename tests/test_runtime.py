@@ -98,16 +98,18 @@ def test_a_batch_of_many_chunks_scores_like_single_texts_in_order(model, monkeyp
         assert (scored.label, scored.explanation) == (single.label, single.explanation)
 
 
-def test_top_terms_keeps_the_largest_per_row_and_ignores_rows_outside_the_batch():
+def test_top_words_keeps_the_largest_per_row_and_ignores_rows_outside_the_batch():
+    from serving.explanation import top_words
+
     rows = np.array([1, 0, 1, 1, 0, 5, -1])
     terms = np.array(["a", "b", "c", "d", "e", "x", "y"], dtype=object)
     weights = np.array([0.1, -0.5, -0.3, 0.3, 0.2, 9.0, 9.0])
-    assert runtime._top_terms(3, rows, terms, weights, 2) == [
+    assert top_words(["b e", "c d a", "zz"], rows, terms, weights, 2) == [
         [{"term": "b", "weight": -0.5}, {"term": "e", "weight": 0.2}],
         [{"term": "c", "weight": -0.3}, {"term": "d", "weight": 0.3}],
         [],
     ]
-    assert runtime._top_terms(2, rows[:0], terms[:0], weights[:0], 5) == [[], []]
+    assert top_words(["a", "b"], rows[:0], terms[:0], weights[:0], 5) == [[], []]
 
 
 def test_explanations_are_the_top_terms_by_absolute_weight(model):
@@ -118,9 +120,9 @@ def test_explanations_are_the_top_terms_by_absolute_weight(model):
     assert [abs(t["weight"]) for t in terms] == sorted((abs(t["weight"]) for t in terms), reverse=True)
     (everything,) = model.predict([text], explain=True, top_k=1000)
     assert terms == everything.explanation[:3]
-    # Terms are word n-grams or character n-grams of the normalized text: either way, a piece of it.
-    normalized = normalize(text)
-    assert all(t["term"] and t["term"] in normalized for t in everything.explanation)
+    # Terms are the words of the normalized text, each once.
+    words = [t["term"] for t in everything.explanation]
+    assert len(words) == len(set(words)) and set(words) == set(normalize(text).split())
     # Weights are contributions to the positive logit: clear words push their own way.
     (negative,) = model.predict(["worst awful terrible airline"], explain=True, top_k=1)
     (positive,) = model.predict(["thank you, lovely amazing crew"], explain=True, top_k=1)
@@ -325,3 +327,48 @@ def test_long_texts_score_the_same_in_character_budget_chunks(model, monkeypatch
     together = [p.negative_probability for p in model.predict(texts)]
     alone = [model.predict([text])[0].negative_probability for text in texts]
     assert together == pytest.approx(alone, abs=1e-6)
+
+
+# --- topics and drift signals -------------------------------------------------------------------------
+
+
+def test_every_prediction_carries_its_topics_in_input_order_even_in_chunked_batches(model):
+    from serving.topics import default_matcher
+
+    texts = [f"{word} number {i}" for i, word in enumerate(["lost luggage", "hello", "on time", "..."] * 60)]
+    predictions = model.predict(texts)  # 240 texts: several chunks scored in parallel
+    assert [p.topics for p in predictions] == [tuple(default_matcher().match(normalize(t))) for t in texts]
+    assert predictions[0].topics == ("baggage",) and predictions[1].topics == ()
+    assert [p.empty for p in predictions[:4]] == [False, False, False, False]
+    assert model.predict(["..."])[0].empty and model.predict(["..."])[0].topics == ()
+    assert all(p.topics == () for p in model.predict(texts[:5], match_topics=False))
+    explained = model.predict(["lost my bag"], explain=model.explains)
+    assert explained[0].topics == ("baggage",)
+
+
+def test_models_without_coverage_outputs_report_no_unknown_share(model):
+    if model.metadata.get("coverage_outputs"):
+        pytest.skip("the served model has the n-gram coverage outputs")
+    assert all(p.unknown_share is None for p in model.predict(["hello there", "zzzz qqqq"]))
+
+
+def test_models_with_coverage_outputs_report_the_unknown_share(tmp_path):
+    from tests.tweet_corpus import generated_corpus
+    from training.export.artifact import export_model
+    from training.modeling.text_model import TweetSentimentModel
+
+    texts, labels = generated_corpus(300)
+    fitted = TweetSentimentModel(word_ngram_range=(1, 2), norm="occurrence_l2").fit(texts, labels)
+    path = tmp_path / "coverage.onnx"
+    export_model(fitted, path, texts[:20], {})
+    served = SentimentModel.load(path)
+    known_text = normalize(texts[0])
+    shares = [p.unknown_share for p in served.predict([texts[0], "zzzz qqqq wwww", "..."])]
+    analyzer = fitted.vectorizers_[0].build_analyzer()
+    grams = analyzer(known_text)
+    expected = 1 - sum(g in fitted.vectorizers_[0].vocabulary_ for g in grams) / len(grams)
+    assert shares[0] == pytest.approx(expected)
+    assert shares[1] == 1.0 and shares[2] is None  # all unknown; nothing to count
+    signals = served.scored_signals(served.predict([texts[0], "zzzz qqqq wwww", "..."]))
+    assert signals["unknown_texts"] == 2 and signals["unknown_share"] == pytest.approx((expected + 1) / 2)
+    assert signals["empty_after_normalization"] == 1

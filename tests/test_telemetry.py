@@ -3,6 +3,7 @@ rules, that it never raises, and what configure() does (or must not do) in a fre
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -295,3 +296,70 @@ def test_in_azure_a_worker_that_set_up_no_exporter_is_reported_not_trusted():
     [error] = probe["errors"]
     assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is true" in error
     assert "no OpenTelemetry logger provider" in error
+
+
+def test_drift_signals_are_summed_across_the_window(captured, monkeypatch):
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "60")
+    telemetry.record_scored(
+        model_version="v",
+        texts=3,
+        negatives=2,
+        mean_negative_probability=0.6,
+        score_histogram=[1, 0, 0, 0, 0, 0, 0, 0, 1, 1],
+        topics={"baggage": [2, 2], "delay": [1, 0]},
+        unknown_share=0.5,
+        unknown_texts=2,
+        empty_after_normalization=1,
+    )
+    telemetry.record_scored(
+        model_version="v",
+        texts=2,
+        negatives=1,
+        mean_negative_probability=0.5,
+        score_histogram=[0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+        topics={"baggage": (1, 1)},
+        unknown_share=0.2,
+        empty_after_normalization=0,
+    )
+    telemetry.flush()
+    [(_, dimensions)] = captured.events()
+    assert json.loads(dimensions["score_histogram"]) == [1, 0, 0, 0, 1, 0, 0, 0, 1, 2]
+    assert json.loads(dimensions["topics"]) == {"baggage": [3, 3], "delay": [1, 0]}
+    # weighted by the texts each share was measured on: (0.5 x 2 + 0.2 x 2) / 4
+    assert float(dimensions["unknown_share"]) == pytest.approx(0.35)
+    assert dimensions["empty_after_normalization"] == "1"
+    assert all(isinstance(value, str) for value in dimensions.values())
+
+
+def test_callers_without_drift_signals_send_the_old_dimensions_only(captured, monkeypatch):
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "60")
+    telemetry.record_scored(model_version="v", texts=1, negatives=0, mean_negative_probability=0.2)
+    telemetry.record_scored(
+        model_version="v", texts=1, negatives=0, mean_negative_probability=0.2, unknown_share=None
+    )
+    telemetry.flush()
+    [(_, dimensions)] = captured.events()
+    assert set(dimensions) == {"model_version", "texts", "negatives", "mean_negative_probability"}
+
+
+def test_a_malformed_histogram_is_dropped_not_raised(captured, monkeypatch):
+    monkeypatch.setenv(telemetry.SCORED_WINDOW_ENV, "60")
+    telemetry.record_scored(
+        model_version="v", texts=1, negatives=0, mean_negative_probability=0.2, score_histogram=[1, 2]
+    )
+    telemetry.flush()
+    assert captured.events() == []
+
+
+def test_the_app_sends_the_drift_signals_of_its_predictions(monkeypatch):
+    from serving.runtime import SentimentModel
+    from tests.app_fixtures import model_path
+
+    model = SentimentModel.load(model_path())
+    predictions = model.predict(["lost my bag, delayed again", "...", "lovely crew"])
+    signals = model.scored_signals(predictions)
+    assert sum(signals["score_histogram"]) == 3 and signals["empty_after_normalization"] == 1
+    assert signals["topics"]["baggage"] == [1, int(predictions[0].label == "negative")]
+    assert set(signals["topics"]) == {"baggage", "delay", "crew"}
+    if not model.metadata.get("coverage_outputs"):
+        assert signals["unknown_share"] is None and signals["unknown_texts"] == 0

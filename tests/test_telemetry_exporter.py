@@ -20,7 +20,15 @@ from serving import telemetry
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_FILE = REPO_ROOT / "model" / "sentiment.onnx"
 EXPORTER_PROPERTIES = {"logger_name"}  # added by the exporter to every record it ships
-SCORED_KEYS = {"model_version", "texts", "negatives", "mean_negative_probability"}
+SCORED_KEYS = {
+    "model_version",
+    "texts",
+    "negatives",
+    "mean_negative_probability",
+    "score_histogram",
+    "topics",
+    "empty_after_normalization",
+}  # + unknown_share with a model that has the n-gram coverage outputs (the committed one has not)
 FEEDBACK_KEYS = {
     "feedback_id",
     "prediction_id",
@@ -90,6 +98,15 @@ def test_predict_and_feedback_produce_exactly_the_contract_events(tmp_path: Path
         assert dimensions["negatives"] == str(sum(row["label"] == "negative" for row in rows))
         mean = sum(row["negative_probability"] for row in rows) / len(rows)
         assert float(dimensions["mean_negative_probability"]) == pytest.approx(mean, abs=1e-5)
+        histogram = json.loads(dimensions["score_histogram"])
+        assert len(histogram) == 10 and sum(histogram) == len(rows)
+        expected_topics: dict[str, list[int]] = {}
+        for row in rows:
+            for topic in row["topics"]:
+                pair = expected_topics.setdefault(topic, [0, 0])
+                pair[0] += 1
+                pair[1] += row["label"] == "negative"
+        assert json.loads(dimensions["topics"]) == expected_topics
 
     version = outcome["predict"][0]["response"]["model_version"]
     for name, call in zip(("WrongPrediction", "PredictionConfirmed"), outcome["feedback"], strict=True):

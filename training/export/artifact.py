@@ -87,6 +87,9 @@ def to_onnx(model, metadata: dict) -> onnx.ModelProto:
         labels=LABELS,
         # What the graph has, so a family without explanations declares [] and still serves.
         explanation_outputs=[o.name for o in onnx_model.graph.output if o.name in contract.TERM_OUTPUTS],
+        coverage_outputs=[
+            o.name for o in onnx_model.graph.output if o.name in contract.NGRAM_COVERAGE_OUTPUTS
+        ],
         n_features=int(model.n_features_),
         params=describe(model),
     )

@@ -39,6 +39,8 @@ INPUT = contract.INPUT_NAME
 # Optional bool scalar input (an initializer, default false): true fills the explanation outputs.
 EXPLAIN = contract.EXPLAIN_INPUT
 OUTPUTS = (contract.PROBABILITY_OUTPUT, *contract.TERM_OUTPUTS)
+# Per text: known n-gram occurrences, all n-gram occurrences (the runtime's unknown share).
+COVERAGE = contract.NGRAM_COVERAGE_OUTPUTS
 OPSETS = {"": 21, "ai.onnx.ml": 4, "com.microsoft": 1}
 # A Tokenizer with tokenexp "." only ever yields one-character tokens, so a two-character pad value can
 # never be mistaken for a character of the text.
@@ -126,12 +128,13 @@ def term_keys(block: FeatureBlock, alphabet: list[str] | None = None) -> np.ndar
     return keys
 
 
-def _unit_codes(g: _Graph, block: FeatureBlock, text: str, alphabet: list[str]) -> str:
+def _unit_codes(g: _Graph, block: FeatureBlock, text: str, alphabet: list[str]) -> tuple[str, str]:
     """[texts x units] codes of the tokens (word) or characters (char) of each text: 1.. for the units
     the vocabulary's terms are made of, 0 for padding and any other unit. An n-gram holding a 0 digit
-    has no vocabulary key, so padding can never form a term."""
+    has no vocabulary key, so padding can never form a term. Also the number of units of each text
+    (only computed when an output needs it: the n-gram coverage)."""
     if block.analyzer == "word":
-        units, _ = g.op("StringSplit", [text], "tokens", outputs=2)  # pads with "", never a token
+        units, lengths = g.op("StringSplit", [text], "tokens", outputs=2)  # pads with "", never a token
     else:
         units = g.op(
             "Tokenizer",
@@ -143,7 +146,13 @@ def _unit_codes(g: _Graph, block: FeatureBlock, text: str, alphabet: list[str]) 
             tokenexp=".",
             mincharnum=1,
         )
-    return g.op(
+        real = g.op(
+            "Cast",
+            [g.op("Not", [g.op("Equal", [units, g.const(CHAR_PAD, "pad", object)])])],
+            to=TensorProto.INT64,
+        )
+        lengths = g.op("ReduceSum", [real, g.const([1], "ax", np.int64)], keepdims=0)
+    codes = g.op(
         "LabelEncoder",
         [units],
         "unit_code",
@@ -152,6 +161,7 @@ def _unit_codes(g: _Graph, block: FeatureBlock, text: str, alphabet: list[str]) 
         values_int64s=list(range(1, len(alphabet) + 1)),
         default_int64=0,
     )
+    return codes, lengths
 
 
 def _ngram_keys(g: _Graph, block: FeatureBlock, codes: str, radix: int) -> list[tuple[int, str]]:
@@ -168,6 +178,14 @@ def _ngram_keys(g: _Graph, block: FeatureBlock, codes: str, radix: int) -> list[
         if n >= low:
             keys.append((n, key))
     return keys
+
+
+def _add_all(g: _Graph, names: list[str]) -> str:
+    """Element-wise sum of int64 tensors (``Sum`` takes floating types only)."""
+    total = names[0]
+    for name in names[1:]:
+        total = g.op("Add", [total, name])
+    return total
 
 
 def _concat(g: _Graph, names: list[str], axis: int = 0) -> str:
@@ -189,7 +207,8 @@ class _BlockTerms:
         self.row_ids = row_ids
         self.alphabet = _alphabet(block)
         self.radix = _radix(block, self.alphabet)
-        self.keys = _ngram_keys(g, block, _unit_codes(g, block, text, self.alphabet), self.radix)
+        codes, self.lengths = _unit_codes(g, block, text, self.alphabet)
+        self.keys = _ngram_keys(g, block, codes, self.radix)
         self.term_keys = term_keys(block, self.alphabet)
         orders = np.array([len(term_units(block, term)) for term in block.terms])
         self.dense = [(n, key) for n, key in self.keys if self.radix**n <= DENSE_KEYS]
@@ -212,6 +231,7 @@ class _BlockTerms:
             )
         self.norms: str | None = None  # per row, and the [terms + 1, 2] table: set by ``occurrence_sums``
         self.values: str | None = None
+        self.gathered: list[str] = []  # [texts x n-grams x (w x idf, idf**2)] per order: ``occurrence_sums``
 
     def _dense_table(self, n: int, values: np.ndarray, fill) -> np.ndarray:
         """``values`` of the order-n terms at the positions their keys spell, ``fill`` elsewhere."""
@@ -248,6 +268,7 @@ class _BlockTerms:
         self.values = g.const(np.vstack([self.weighted_idf, np.zeros((1, 2), np.float32)]), "values")
         if self.sparse:
             gathered.append(g.op("Gather", [self.values, self.sparse_index]))
+        self.gathered = gathered
         axis = g.const([1], "ax", np.int64)
         # float32 tables (half the cache footprint), float64 sums (long texts keep 1e-7 precision)
         double = [g.op("Cast", [values], to=TensorProto.DOUBLE) for values in gathered]
@@ -258,6 +279,42 @@ class _BlockTerms:
         squares = g.op("Max", [g.op("Reshape", [sums[1], flat]), g.const(1e-300, "tiny", np.float64)])
         self.norms = g.op("Sqrt", [squares])
         return g.op("Div", [g.op("Reshape", [sums[0], flat]), self.norms])
+
+    def coverage(self, g: _Graph) -> tuple[str, str]:
+        """Per row, (known, all) n-gram occurrences of this block: an occurrence is known when the
+        vocabulary has it (its idf**2, > 0 for every term, from the gathered table, or its index);
+        all = sum over orders n of max(0, units - n + 1), as scikit-learn's analyzers count them."""
+        if self.gathered:
+            known_parts = []
+            for values in self.gathered:
+                squares = g.op("Gather", [values, g.const(1, "second", np.int64)], axis=2)
+                seen = g.op(
+                    "Cast",
+                    [g.op("Greater", [squares, g.const(0.0, "zero", np.float32)])],
+                    to=TensorProto.INT64,
+                )
+                known_parts.append(g.op("ReduceSum", [seen, g.const([1], "ax", np.int64)], keepdims=0))
+            known = _add_all(g, known_parts)
+        else:
+            inside = g.op("Less", [self.index(g), g.const(self.size, "vocabulary_size", np.int64)])
+            known = g.op(
+                "ReduceSum",
+                [g.op("Cast", [inside], to=TensorProto.INT64), g.const([1], "ax", np.int64)],
+                keepdims=0,
+            )
+        low, high = self.block.ngram_range
+        counts = [
+            g.op(
+                "Max",
+                [
+                    g.op("Sub", [self.lengths, g.const(n - 1, "order", np.int64)]),
+                    g.const(0, "none", np.int64),
+                ],
+            )
+            for n in range(low, high + 1)
+        ]
+        total = _add_all(g, counts)
+        return known, total
 
     def distinct(self, g: _Graph, sublinear: bool, n_rows: str) -> tuple[str, str, str]:
         """(row, key position, contribution) of every distinct matched n-gram of each row; positions
@@ -396,6 +453,12 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
         logits = g.op("ScatterElements", [intercept, rows, contributions], reduction="add")
     probability = g.op("Sigmoid", [g.op("Neg", [logits])])
     g.nodes.append(helper.make_node("Cast", [probability], [OUTPUTS[0]], to=TensorProto.FLOAT))
+    # n-gram coverage (the unknown-share drift signal): computed only when a caller asks for it.
+    coverage = [block.coverage(g) for block in blocks]
+    for position, name in enumerate(COVERAGE):
+        g.nodes.append(
+            helper.make_node("Identity", [_add_all(g, [pair[position] for pair in coverage])], [name])
+        )
     then_branch, else_branch = _explanation_branches(explanation, parts, blocks)
     g.nodes.append(
         helper.make_node(
@@ -420,6 +483,7 @@ def build_graph(model: TweetSentimentModel) -> onnx.ModelProto:
             helper.make_tensor_value_info("term_row", TensorProto.INT64, ["M"]),
             helper.make_tensor_value_info("term_text", TensorProto.STRING, ["M"]),
             helper.make_tensor_value_info("term_weight", TensorProto.FLOAT, ["M"]),
+            *(helper.make_tensor_value_info(name, TensorProto.INT64, ["N"]) for name in COVERAGE),
         ],
         g.initializers,
     )

@@ -406,12 +406,25 @@ def _fit_all(candidates, registry, dataset: Dataset, seed: int, results: dict, p
 
 
 def model_metadata(training: TrainingResult, dataset: Dataset) -> dict:
-    """What the ONNX file records about the run: data fingerprint, test figures, threshold."""
+    """What the ONNX file records about the run: data fingerprint, test figures, threshold, and the
+    validation score histogram."""
     return {
         "training_data_fingerprint": dataset.fingerprint,
         "test_metrics": {name: headline(m) | {"n": m["n"]} for name, m in training.test_metrics.items()},
         "threshold": training.threshold,
+        # The drift baseline: the score-drift alert compares live traffic's histogram with this one.
+        "validation_histogram": score_histogram(
+            training.results[training.winner].validation_negative_probability
+        ),
     }
+
+
+def score_histogram(negative_probabilities, bins: int = 10) -> list[int]:
+    """Counts of negative probabilities in ``bins`` equal bins over [0, 1] (1.0 in the last), the
+    binning serving uses for the SentimentScored ``score_histogram``."""
+    values = np.clip(np.asarray(negative_probabilities, dtype=np.float64), 0.0, 1.0)
+    index = np.minimum((values * bins).astype(np.int64), bins - 1)
+    return np.bincount(index, minlength=bins).astype(int).tolist()
 
 
 def card_facts(training: TrainingResult, dataset: Dataset) -> CardFacts:
