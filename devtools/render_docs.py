@@ -1,7 +1,7 @@
 """Render the generated parts of ``docs/``: every figure comes from a file, never from a hand.
 
 ``python -m devtools.render_docs`` rewrites them; ``--check`` rewrites nothing, prints a diff and exits
-1 when a committed file differs from what this renders (``tests/test_docs.py`` runs it).
+1 when a committed file differs from what this renders (``tests/code/test_docs.py`` runs it).
 
 Generated whole files:
 

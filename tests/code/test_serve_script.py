@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BLOB_PORT = 10000  # UseDevelopmentStorage=true means Azurite's default ports
 
 FAKE_AZURITE = r"""

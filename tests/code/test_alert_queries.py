@@ -30,7 +30,7 @@ import pytest
 from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink
 from serving import telemetry
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUERIES = REPO_ROOT / "infra" / "queries"
 WRONG_QUERY = QUERIES / "alert-wrong-predictions.kql"
 BUZZ_QUERY = QUERIES / "alert-bad-buzz.kql"

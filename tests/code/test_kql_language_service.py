@@ -13,7 +13,7 @@ from serving import telemetry
 from serving.topics import default_matcher
 from tests.kql_language import analyse, describe
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "infra" / "queries"
+QUERIES_DIR = Path(__file__).resolve().parents[2] / "infra" / "queries"
 ALERT_FILES = (
     "alert-wrong-predictions.kql",
     "alert-bad-buzz.kql",

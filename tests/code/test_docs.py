@@ -14,7 +14,7 @@ from devtools import render_docs
 from serving import telemetry
 from serving.openapi import ERROR_CODES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 # Built from parts so that this file does not match itself.
 MACHINE_PATHS = re.compile("|".join(re.escape(p) for p in ("/" + "work/", "/" + "home/", "../" + "shared")))

@@ -20,7 +20,7 @@ from tests.kql_language import analyse, describe
 
 pytestmark = pytest.mark.slow  # the first pycep parse builds its grammar (~20 s), then it is cached
 
-INFRA = Path(__file__).resolve().parent.parent / "infra"
+INFRA = Path(__file__).resolve().parents[2] / "infra"
 MODULE_FILES = ("monitoring", "storage", "identity", "keyvault", "functionapp", "alerts", "workbook")
 
 # Current API versions (Azure resource reference, November 2026); an older one needs a reason.
@@ -463,7 +463,7 @@ def test_function_app_runs_python_3_13_as_the_user_assigned_identity(bicep):
         "instanceMemoryMB": "instanceMemoryMB",
         "triggers": {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}},
     }
-    python_version = (Path(__file__).resolve().parent.parent / ".python-version").read_text().strip()
+    python_version = (Path(__file__).resolve().parents[2] / ".python-version").read_text().strip()
     assert python_version.startswith(config["runtime"]["version"])
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PAGE = Path(__file__).resolve().parent.parent / "serving" / "static" / "ui.html"
+PAGE = Path(__file__).resolve().parents[2] / "serving" / "static" / "ui.html"
 URL_ATTRIBUTES = {"href", "src", "action", "formaction", "srcset", "poster", "data", "background", "ping"}
 EXTERNAL = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 LABELLABLE = {"input", "textarea", "select"}

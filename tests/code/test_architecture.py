@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("serving", "training", "devtools", "scripts", "benchmarks")
 TOP_LEVEL_MODULES = ("function_app",)
 COMMANDS = (

@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # one checkov run takes ~6-12 s here
 
-INFRA = Path(__file__).resolve().parent.parent / "infra"
+INFRA = Path(__file__).resolve().parents[2] / "infra"
 CHECKOV = Path(sys.executable).with_name("checkov")
 # The skips the README lists, each justified by a //checkov:skip comment in the resource.
 DOCUMENTED_SKIPS = {

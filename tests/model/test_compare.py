@@ -20,7 +20,7 @@ from training.dataset import Split
 from training.evaluate import LoadedModel
 from training.feedback import is_held_out
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVED = REPO_ROOT / "model" / "sentiment.onnx"
 
 

@@ -16,7 +16,7 @@ from tests.tweet_factory import tweets
 from training.data import TweetFileError
 from training.scoring import MAX_TEXT_CHARS, score_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = REPO_ROOT / "model" / "sentiment.onnx"
 
 

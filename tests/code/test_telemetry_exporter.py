@@ -17,7 +17,7 @@ import pytest
 from devtools.telemetry_sink import OFFLINE_ENV, IngestionSink
 from serving import telemetry
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = REPO_ROOT / "model" / "sentiment.onnx"
 EXPORTER_PROPERTIES = {"logger_name"}  # added by the exporter to every record it ships
 SCORED_KEYS = {

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "azure-bootstrap.sh"
 REPO = "air-paradis/sentiment"
 GROUP = "rg-air-paradis-prod"

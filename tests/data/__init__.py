@@ -1,0 +1,1 @@
+"""Data tests: the readers, cleaning, splits and descriptions of labelled tweet files."""

@@ -1,0 +1,1 @@
+"""Model tests: training, export parity, the committed model and its explanations."""
