@@ -509,7 +509,7 @@ class Ledger:
             entity["prediction_id"] = prediction_id
         if record.negative_probability is not None:
             entity["negative_probability"] = float(record.negative_probability)
-        if not correct and self.include_text:
+        if self.include_text:  # corrections and confirmations alike are training rows
             entity["text"] = text
         self._insert_feedback(entity, record)
         return record

@@ -6,7 +6,8 @@ stored threshold) on the same test sets, and on the held-out part of the feedbac
 
 1. on no test set does the challenger lose more than ``max_drop`` of macro-F1 or of ROC-AUC;
 2. of the held-out feedback tweets the champion gets wrong, the challenger gets at least ``min_fixed``
-   right (passes when the champion gets none wrong).
+   right, net of those it gets newly wrong ((fixed - broken) / champion errors; passes when the champion
+   gets none wrong). Net, because a challenger that flips every answer "fixes" every error.
 
 The report (``comparison.json``, ``comparison.md``) gives every figure, the rule each check applied and
 why the gate failed, if it did.
@@ -68,15 +69,18 @@ def compare_on_feedback(champion: LoadedModel, challenger: LoadedModel, split: S
     wrong_after = predict_labels(challenger.negative_probability(split.texts), challenger.threshold) != truth
     errors = int(wrong_before.sum())
     fixed = int((wrong_before & ~wrong_after).sum())
+    broken = int((~wrong_before & wrong_after).sum())
     share = None if errors == 0 else round(fixed / errors, 6)
+    net = None if errors == 0 else round((fixed - broken) / errors, 6)
     return {
         "n": len(split.texts),
         "champion_errors": errors,
         "challenger_errors": int(wrong_after.sum()),
         "fixed": fixed,
-        "broken": int((~wrong_before & wrong_after).sum()),
+        "broken": broken,
         "fixed_share": share,
-        "passed": share is None or share >= gate.min_fixed - _EPSILON,
+        "net_fixed_share": net,
+        "passed": net is None or net >= gate.min_fixed - _EPSILON,
     }
 
 
@@ -108,8 +112,8 @@ def compare_models(
         if not feedback_result["passed"]:
             failures.append(
                 f"held-out feedback: challenger fixes {feedback_result['fixed']} of the champion's "
-                f"{feedback_result['champion_errors']} errors ({feedback_result['fixed_share']:.0%}; "
-                f"at least {gate.min_fixed:.0%} needed)"
+                f"{feedback_result['champion_errors']} errors and breaks {feedback_result['broken']} "
+                f"(net {feedback_result['net_fixed_share']:.0%}; at least {gate.min_fixed:.0%} needed)"
             )
     return {
         "passed": not failures,
@@ -152,8 +156,8 @@ def markdown_report(comparison: dict) -> str:
             )
         lines.append("")
     if feedback is not None:
-        share = feedback["fixed_share"]
-        share = "n/a: the champion makes no error" if share is None else f"{share:.0%}"
+        share, net = feedback["fixed_share"], feedback["net_fixed_share"]
+        share = "n/a: the champion makes no error" if share is None else f"{share:.0%}; net {net:.0%}"
         lines += [
             f"Held-out feedback ({feedback['n']} tweets): the champion gets {feedback['champion_errors']} "
             f"wrong; the challenger fixes {feedback['fixed']} of them ({share}) and gets "

@@ -202,7 +202,7 @@ def test_each_feedback_is_one_row_with_exact_fields(fns, app_ledger, azurite, ca
     for feedback_id, body, prediction in sent:
         row = stored[feedback_id]
         wrong = not body["correct"]
-        assert set(row) == FEEDBACK_FIELDS | ({"text"} if wrong else set()), row
+        assert set(row) == FEEDBACK_FIELDS | {"text"}, row  # corrections and confirmations keep it
         assert row["PartitionKey"] == _utc_day()
         assert row["prediction_id"] == prediction["prediction_id"]
         assert row["predicted_label"] == prediction["label"]
@@ -214,8 +214,7 @@ def test_each_feedback_is_one_row_with_exact_fields(fns, app_ledger, azurite, ca
         assert row["received_at"].endswith("Z") and row["received_at"][:10] == time.strftime(
             "%Y-%m-%d", time.gmtime()
         )
-        if wrong:
-            assert row["text"] == body["text"]
+        assert row["text"] == body["text"]
     assert len(_events(caplog, "WrongPrediction")) + len(_events(caplog, "PredictionConfirmed")) == len(sent)
 
 

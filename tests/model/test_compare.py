@@ -75,7 +75,7 @@ def test_an_identical_challenger_keeps_the_metrics_but_fixes_no_feedback_error(f
     assert feedback["fixed"] == 0 and feedback["fixed_share"] == 0.0 and not feedback["passed"]
     assert report["failures"] == [
         f"held-out feedback: challenger fixes 0 of the champion's {files['held_out']} errors "
-        "(0%; at least 50% needed)"
+        "and breaks 0 (net 0%; at least 50% needed)"
     ]
     markdown = (tmp_path / "comparison.md").read_text(encoding="utf-8")
     assert "**FAIL**" in markdown and "| first_test | 300 |" in markdown
@@ -140,11 +140,16 @@ def test_fixed_and_broken_counts_follow_each_models_threshold():
     # Challenger (threshold 0.35): still wrong on b (0.3 < 0.35), fixes c (0.4) and f (0.2), and is
     # newly wrong on e (0.36 >= 0.35).
     challenger = _fixed_scores("challenger", [0.9, 0.3, 0.4, 0.1, 0.36, 0.2], threshold=0.35)
-    result = compare_on_feedback(champion, challenger, truth, Gate(min_fixed=0.6))
+    result = compare_on_feedback(champion, challenger, truth, Gate(min_fixed=0.3))
     assert result["champion_errors"] == 3 and result["fixed"] == 2 and result["broken"] == 1
     assert result["challenger_errors"] == 2 and result["fixed_share"] == pytest.approx(2 / 3)
+    assert result["net_fixed_share"] == pytest.approx(1 / 3)  # what it breaks counts against it
     assert result["passed"]
-    assert not compare_on_feedback(champion, challenger, truth, Gate(min_fixed=0.7))["passed"]
+    assert not compare_on_feedback(champion, challenger, truth, Gate(min_fixed=0.4))["passed"]
+    # Flipping every answer "fixes" every error and breaks every right answer: refused.
+    flipped = _fixed_scores("flipped", [0.1, 0.8, 0.6, 0.9, 0.7, 0.2])
+    flip = compare_on_feedback(champion, flipped, truth, Gate())
+    assert flip["fixed_share"] == 1.0 and flip["net_fixed_share"] == pytest.approx(0.0) and not flip["passed"]
     # No champion error: nothing to fix, the check passes.
     perfect = _fixed_scores("perfect", [0.9, 0.9, 0.9, 0.1, 0.1, 0.1])
     assert compare_on_feedback(perfect, challenger, truth, Gate())["fixed_share"] is None
