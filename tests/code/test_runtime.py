@@ -280,7 +280,9 @@ def test_a_model_that_declares_no_explanation_outputs_loads_and_scores(tmp_path,
     """``explanation_outputs: []`` in the metadata: the graph may lack the term outputs; it still scores
     the same, and says it cannot explain."""
     proto = onnx.load(str(model_path()))
-    kept = [output for output in proto.graph.output if output.name == "negative_probability"]
+    kept = [
+        output for output in proto.graph.output if output.name not in ("term_row", "term_text", "term_weight")
+    ]
     del proto.graph.output[:]
     proto.graph.output.extend(kept)
     props = {p.key: p.value for p in proto.metadata_props}
@@ -346,10 +348,20 @@ def test_every_prediction_carries_its_topics_in_input_order_even_in_chunked_batc
     assert explained[0].topics == ("baggage",)
 
 
-def test_models_without_coverage_outputs_report_no_unknown_share(model):
-    if model.metadata.get("coverage_outputs"):
-        pytest.skip("the served model has the n-gram coverage outputs")
-    assert all(p.unknown_share is None for p in model.predict(["hello there", "zzzz qqqq"]))
+def test_models_without_coverage_outputs_report_no_unknown_share(model, tmp_path):
+    """The served model reports the share; the same graph without the outputs (and declaring none, as
+    models exported before them) loads and reports none."""
+    assert all(0 <= p.unknown_share <= 1 for p in model.predict(["hello there", "zzzz qqqq lost"]))
+    proto = onnx.load(str(model_path()))
+    kept = [output for output in proto.graph.output if output.name not in ("ngram_known", "ngram_total")]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    props = {p.key: p.value for p in proto.metadata_props}
+    helper.set_model_props(proto, props | {"coverage_outputs": "[]"})
+    target = tmp_path / "no_coverage.onnx"
+    onnx.save(proto, str(target))
+    older = SentimentModel.load(target)
+    assert all(p.unknown_share is None for p in older.predict(["hello there", "zzzz qqqq"]))
 
 
 def test_models_with_coverage_outputs_report_the_unknown_share(tmp_path):

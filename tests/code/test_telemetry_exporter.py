@@ -28,7 +28,8 @@ SCORED_KEYS = {
     "score_histogram",
     "topics",
     "empty_after_normalization",
-}  # + unknown_share with a model that has the n-gram coverage outputs (the committed one has not)
+    "unknown_share",  # the committed model has the n-gram coverage outputs
+}
 FEEDBACK_KEYS = {
     "feedback_id",
     "prediction_id",

@@ -67,10 +67,13 @@ def test_io_follows_the_artifact_contract(committed):
         "term_row",
         "term_text",
         "term_weight",
+        "ngram_known",
+        "ngram_total",
     ]
-    probability, rows, terms, weights = scorer.run(
+    probability, rows, terms, weights, known, total = scorer.run(
         None, {"text": np.array(["lost my bag", ""], dtype=object), "explain": np.array(True)}
     )
+    assert known.dtype == total.dtype == np.int64 and total[1] == 0 and 0 < known[0] <= total[0]
     assert probability.dtype == np.float32 and probability.shape == (2,)
     assert rows.dtype == np.int64 and weights.dtype == np.float32 and len(rows) == len(terms) == len(weights)
     assert set(rows.tolist()) == {0} and "lost" in terms.tolist()
@@ -80,8 +83,9 @@ def test_explanations_are_computed_only_when_asked(committed):
     scorer, _ = committed
     assert [i.name for i in scorer.get_overridable_initializers()] == ["explain"]
     texts = np.array([normalize(t) for t in NEGATIVE_TWEETS + POSITIVE_TWEETS], dtype=object)
-    plain = scorer.run(None, {"text": texts})
-    asked = scorer.run(None, {"text": texts, "explain": np.array(True)})
+    outputs = ["negative_probability", "term_row", "term_text", "term_weight"]
+    plain = scorer.run(outputs, {"text": texts})
+    asked = scorer.run(outputs, {"text": texts, "explain": np.array(True)})
     np.testing.assert_array_equal(plain[0], asked[0])
     assert [len(o) for o in plain[1:]] == [0, 0, 0] and min(len(o) for o in asked[1:]) > len(texts)
 
@@ -112,7 +116,10 @@ def test_explanations_point_the_right_way(committed):
     texts = np.array(
         [normalize("delayed and lost my bag, worst"), normalize("thank you, great crew")], dtype=object
     )
-    _, rows, terms, weights = scorer.run(None, {"text": texts, "explain": np.array(True)})
+    _, rows, terms, weights = scorer.run(
+        ["negative_probability", "term_row", "term_text", "term_weight"],
+        {"text": texts, "explain": np.array(True)},
+    )
     negative = dict(zip(terms[rows == 0].tolist(), weights[rows == 0].tolist(), strict=True))
     positive = dict(zip(terms[rows == 1].tolist(), weights[rows == 1].tolist(), strict=True))
     assert negative["worst"] < 0 and negative["lost"] < 0
