@@ -413,3 +413,42 @@ def test_the_spike_query_compares_the_last_hour_with_the_hours_before(emitted):
     assert fired[-1][1][0][0] == "baggage" and fired[-1][1][0][1] == 20
     quiet = evaluate(load_events(events), rule, T0 + timedelta(hours=2), T0 + timedelta(hours=10))
     assert quiet == []
+
+
+def aggregated(envelopes: list[dict], window: timedelta = timedelta(seconds=60)) -> list[dict]:
+    """What the app sends with SENTIMENT_SCORED_WINDOW_SECONDS=60: one SentimentScored per window, its
+    counts summed, sent when the window ends (so later than the requests it counts)."""
+    sums: dict[int, list[int]] = {}
+    for envelope in envelopes:
+        moment = datetime.fromisoformat(envelope["time"].replace("Z", "+00:00")).replace(tzinfo=None)
+        properties = envelope["data"]["baseData"]["properties"]
+        counts = sums.setdefault(int((moment - T0) / window), [0, 0])
+        counts[0] += int(properties["texts"])
+        counts[1] += int(properties["negatives"])
+    out = []
+    for index, (texts, negatives) in sorted(sums.items()):
+        [envelope] = at(envelopes[:1], [T0 + window * (index + 1) - timedelta(microseconds=1)])
+        envelope["data"]["baseData"]["properties"].update(texts=str(texts), negatives=str(negatives))
+        out.append(envelope)
+    return out
+
+
+def test_bad_buzz_reads_the_same_day_alike_whether_scored_events_are_summed_or_not(emitted):
+    """A simulated day (a background of one tweet a minute, 40 % negative; a bad buzz 10 hours in and a
+    borderline rush 18 hours in) as one event per request and as the 60-s sums the app sends: the rule
+    fires on the same evaluations, up to one evaluation at an episode's edge (a sum is sent up to 60 s
+    after its requests)."""
+    day = buzz(emitted, 576, 864, start=timedelta(0), span=timedelta(hours=24))
+    day += buzz(emitted, 80, 20, start=timedelta(hours=10), span=timedelta(minutes=20))
+    day += buzz(emitted, 45, 35, start=timedelta(hours=18), span=timedelta(minutes=25))
+    per_request = set(scheduled_firings(bad_buzz_rule(), day))
+    summed = set(scheduled_firings(bad_buzz_rule(), aggregated(day)))
+    buzz_start = T0 + timedelta(hours=10)
+    assert per_request and all(
+        buzz_start < moment <= buzz_start + timedelta(hours=1) for moment in per_request
+    )
+    step = bad_buzz_rule().frequency
+    for moment in per_request ^ summed:
+        assert moment - step in per_request | summed or moment + step in per_request | summed, moment
+    assert len(per_request ^ summed) <= 2
+    assert sum(int(e["data"]["baseData"]["properties"]["texts"]) for e in aggregated(day)) == len(day)
