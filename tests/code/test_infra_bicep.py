@@ -21,6 +21,19 @@ from tests.kql_language import analyse, describe
 pytestmark = pytest.mark.slow  # the first pycep parse builds its grammar (~20 s), then it is cached
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
+# The workbook's panels, in the order they are shown.
+WORKBOOK_PANELS = [
+    "prediction-volume",
+    "negative-share",
+    "wrong-prediction-rate",
+    "request-latency",
+    "request-failures",
+    "topic-volume",
+    "topic-negative-share",
+    "score-histogram",
+    "score-psi",
+    "unknown-share",
+]
 MODULE_FILES = ("monitoring", "storage", "identity", "keyvault", "functionapp", "alerts", "workbook")
 
 # Current API versions (Azure resource reference, November 2026); an older one needs a reason.
@@ -696,18 +709,7 @@ def test_workbook_is_shared_on_app_insights_with_every_panel_query_from_its_file
     loaded = {file_of(p["query"]) for p in panels}
     on_disk = {f"../queries/{p.name}" for p in (INFRA / "queries").glob("workbook-*.kql")}
     assert loaded == on_disk
-    assert {p["name"] for p in panels} == {
-        "prediction-volume",
-        "negative-share",
-        "wrong-prediction-rate",
-        "request-latency",
-        "request-failures",
-        "topic-volume",
-        "topic-negative-share",
-        "score-histogram",
-        "score-psi",
-        "unknown-share",
-    }
+    assert {p["name"] for p in panels} == set(WORKBOOK_PANELS)
     item = workbook_module["variables"]["queryItems"]["value"]
     assert item["loop_type"]["detail"] == {"item_name": "panel", "array_name": "panels"}
     assert item["config"]["content"]["timeContextFromParameter"] == "TimeRange"
@@ -748,18 +750,7 @@ def test_workbook_serialized_data_is_the_panels_json_with_the_file_queries(bicep
     (time_range,) = parameters["content"]["parameters"]
     assert (parameters["type"], time_range["name"], time_range["type"]) == (9, "TimeRange", 4)
     files = {p.stem.removeprefix("workbook-"): p for p in (INFRA / "queries").glob("workbook-*.kql")}
-    assert [panel["name"] for panel in panels] == [
-        "prediction-volume",
-        "negative-share",
-        "wrong-prediction-rate",
-        "request-latency",
-        "request-failures",
-        "topic-volume",
-        "topic-negative-share",
-        "score-histogram",
-        "score-psi",
-        "unknown-share",
-    ]
+    assert [panel["name"] for panel in panels] == WORKBOOK_PANELS
     placeholder = "let baseline = dynamic([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);"
     deployed = "let baseline = dynamic([0,3,120,880,1500,900,400,90,7,0]);"
     for panel in panels:
