@@ -46,7 +46,8 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 log = logging.getLogger(f"{telemetry.APP_LOGGER_NAME}.app")
 
-telemetry.configure()
+if not telemetry.configure():
+    log.info("custom events go to the log only (no Application Insights exporter in this process)")
 MODEL_STATE = load_configured_model()
 if MODEL_STATE.model is None:
     log.error("model unavailable: %s", MODEL_STATE.reason)

@@ -96,8 +96,9 @@ def _env_true(name: str, default: bool = False) -> bool:
     return value.strip().lower() not in _FALSE_WORDS
 
 
-def configure() -> None:
-    """Connect the events to Application Insights when this process must do it itself.
+def configure() -> bool:
+    """Connect the events to Application Insights when this process must do it itself; True when events
+    are exported (by this process or by the Functions worker), False when they reach the log only.
 
     Idempotent. In Azure the Functions worker already configured Azure Monitor
     (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true): configuring again would duplicate every event;
@@ -107,7 +108,7 @@ def configure() -> None:
     """
     with _lock:
         if _state["configured"]:
-            return
+            return _state["exporting"]
         _state["configured"] = True
         try:
             _state["exporting"] = _configure_exporter()
@@ -116,6 +117,7 @@ def configure() -> None:
         # Registered after the exporter's own exit hook, so it runs before it (last in, first out): the
         # open window is emitted, then shipped.
         atexit.register(flush)
+        return _state["exporting"]
 
 
 def _configure_exporter() -> bool:
@@ -167,11 +169,6 @@ def _provider_already_set() -> bool:
     from opentelemetry.sdk._logs import LoggerProvider
 
     return isinstance(get_logger_provider(), LoggerProvider)
-
-
-def is_exporting() -> bool:
-    """Whether events go to Application Insights (by this process or by the Functions worker)."""
-    return _state["exporting"]
 
 
 def flush(timeout_millis: int = 30_000) -> bool:

@@ -242,9 +242,8 @@ def test_flush_without_an_exporter_is_a_no_op():
 PROBE = """
 import json, sys
 from serving import telemetry
-telemetry.configure()
-telemetry.configure()
-print(json.dumps({"exporting": telemetry.is_exporting(),
+first, second = telemetry.configure(), telemetry.configure()  # idempotent: the same answer twice
+print(json.dumps({"exporting": second if first == second else "changed",
                   "exporter_loaded": "azure.monitor.opentelemetry" in sys.modules,
                   "otel_loaded": "opentelemetry.sdk" in sys.modules}))
 """
@@ -270,8 +269,8 @@ if sys.argv[-1] == "worker-configured":  # what the worker's configure_azure_mon
     from opentelemetry.sdk._logs import LoggerProvider
     set_logger_provider(LoggerProvider())
 from serving import telemetry
-telemetry.configure()
-print(json.dumps({"exporting": telemetry.is_exporting(), "errors": errors,
+exporting = telemetry.configure()
+print(json.dumps({"exporting": exporting, "errors": errors,
                   "exporter_loaded": "azure.monitor.opentelemetry" in sys.modules}))
 """
 IN_AZURE = {
