@@ -121,12 +121,9 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
             (("Retry-After", "1"),),
         ) from None
     version = model.version
+    ids = [PREDICTION_IDS.issue() for _ in predictions]
     answers = []
-    negatives = 0
-    total = 0.0
-    scored = []
-    for text, prediction in zip(request.texts, predictions, strict=True):
-        prediction_id = PREDICTION_IDS.issue()
+    for prediction_id, prediction in zip(ids, predictions, strict=True):
         answer = {
             "prediction_id": prediction_id,
             "label": prediction.label,
@@ -137,18 +134,14 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
         if prediction.explanation is not None:
             answer["explanation"] = prediction.explanation
         answers.append(answer)
-        negatives += prediction.label == model.labels[0]
-        total += prediction.negative_probability
-        scored.append(
-            ledger.ScoredText(prediction_id, prediction.label, prediction.negative_probability, text)
-        )
     if LEDGER is not None:
+        scored = [
+            ledger.ScoredText(prediction_id, p.label, p.negative_probability, text)
+            for prediction_id, p, text in zip(ids, predictions, request.texts, strict=True)
+        ]
         LEDGER.record_predictions(scored, version, [p.topics for p in predictions])
     telemetry.record_scored(
         model_version=version,
-        texts=len(predictions),
-        negatives=negatives,
-        mean_negative_probability=total / len(predictions),
         shadow_disagreements=_shadow_disagreements(model, request.texts, predictions),
         **model.scored_signals(predictions),
     )
@@ -163,7 +156,8 @@ def _shadow_disagreements(
     if SHADOW is None:
         return None
     try:
-        shadow = SHADOW.predict(texts, deadline=time.monotonic() + REQUEST_BUDGET_S)
+        # Labels only: the shadow's topics would be the live model's (same lexicon, same texts).
+        shadow = SHADOW.predict(texts, deadline=time.monotonic() + REQUEST_BUDGET_S, match_topics=False)
     except Exception:
         log.warning("the shadow model failed on a request", exc_info=True)
         return None

@@ -71,9 +71,12 @@ HISTOGRAM_BINS = 10
 
 
 class ScoredSignals(TypedDict):
-    """What a batch adds to the SentimentScored drift dimensions (``telemetry.record_scored``'s
+    """What a batch adds to SentimentScored: its counts and drift dimensions (``telemetry.record_scored``'s
     keyword arguments of the same names)."""
 
+    texts: int
+    negatives: int
+    mean_negative_probability: float
     score_histogram: list[int]
     topics: dict[str, list[int]]
     unknown_share: float | None
@@ -266,15 +269,19 @@ class SentimentModel:
         ]
 
     def scored_signals(self, predictions: Sequence[Prediction]) -> ScoredSignals:
-        """The drift dimensions of a batch: score histogram (``HISTOGRAM_BINS`` bins over [0, 1]),
-        texts and negatives per topic, mean unknown share over the texts that have one, empty texts."""
+        """A batch's SentimentScored counts (texts, negatives, mean negative probability) and drift
+        dimensions (score histogram, ``HISTOGRAM_BINS`` bins over [0, 1]; texts and negatives per topic;
+        mean unknown share over the texts that have one; empty texts), in one pass."""
         histogram = [0] * HISTOGRAM_BINS
         topics: dict[str, list[int]] = {}
         unknown_sum, unknown_texts, empty = 0.0, 0, 0
+        negatives, probability_sum = 0, 0.0
         negative = self.labels[0]
         for prediction in predictions:
             histogram[min(int(prediction.negative_probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+            probability_sum += prediction.negative_probability
             is_negative = prediction.label == negative
+            negatives += is_negative
             for topic in prediction.topics:
                 pair = topics.setdefault(topic, [0, 0])
                 pair[0] += 1
@@ -284,6 +291,9 @@ class SentimentModel:
                 unknown_texts += 1
             empty += prediction.empty
         return {
+            "texts": len(predictions),
+            "negatives": negatives,
+            "mean_negative_probability": probability_sum / len(predictions) if predictions else 0.0,
             "score_histogram": histogram,
             "topics": topics,
             "unknown_share": unknown_sum / unknown_texts if unknown_texts else None,

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 # Event names (customEvents.name).
 SENTIMENT_SCORED = "SentimentScored"
@@ -266,41 +267,19 @@ class _Sums:
             self.empty = max(self.empty, 0) + scored.empty
 
 
+@dataclass(slots=True)
 class _Scored:
     """One request's contribution, checked and converted once (``record_scored``)."""
 
-    __slots__ = (
-        "empty",
-        "histogram",
-        "negatives",
-        "probability_sum",
-        "shadow",
-        "texts",
-        "topics",
-        "unknown_share",
-        "unknown_texts",
-    )
-
-    def __init__(
-        self,
-        texts: int,
-        negatives: int,
-        probability_sum: float,
-        shadow: int | None,
-        histogram: list[int] | None = None,
-        topics: dict[str, tuple[int, int]] | None = None,
-        unknown_share: float | None = None,
-        unknown_texts: int = 0,
-        empty: int | None = None,
-    ) -> None:
-        self.texts, self.negatives, self.probability_sum, self.shadow = (
-            texts,
-            negatives,
-            probability_sum,
-            shadow,
-        )
-        self.histogram, self.topics, self.empty = histogram, topics, empty
-        self.unknown_share, self.unknown_texts = unknown_share, unknown_texts
+    texts: int
+    negatives: int
+    probability_sum: float
+    shadow: int | None
+    histogram: list[int] | None = None
+    topics: dict[str, tuple[int, int]] | None = None
+    unknown_share: float | None = None
+    unknown_texts: int = 0
+    empty: int | None = None
 
 
 class _ScoredWindow:

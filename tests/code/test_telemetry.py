@@ -360,5 +360,8 @@ def test_the_app_sends_the_drift_signals_of_its_predictions(monkeypatch):
     assert sum(signals["score_histogram"]) == 3 and signals["empty_after_normalization"] == 1
     assert signals["topics"]["baggage"] == [1, int(predictions[0].label == "negative")]
     assert set(signals["topics"]) == {"baggage", "delay", "crew"}
-    if not model.metadata.get("coverage_outputs"):
-        assert signals["unknown_share"] is None and signals["unknown_texts"] == 0
+    assert signals["texts"] == 3 and signals["negatives"] == sum(p.label == "negative" for p in predictions)
+    mean = sum(p.negative_probability for p in predictions) / 3
+    assert signals["mean_negative_probability"] == pytest.approx(mean)
+    # The committed model has the n-gram coverage outputs: the two non-empty texts have a share.
+    assert signals["unknown_texts"] == 2 and 0 <= signals["unknown_share"] <= 1
