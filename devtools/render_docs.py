@@ -375,6 +375,15 @@ def _train_scale(data: dict) -> list[str]:
     ]
 
 
+def _p50_p99_rows(source: dict, keys: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """One "p50 / p99" row per (key, label) that ``source`` holds."""
+    return [
+        (label, f"{_num(source[key].get('p50_ms'))} / {_num(source[key].get('p99_ms'))} ms")
+        for key, label in keys
+        if source.get(key)
+    ]
+
+
 def _ledger(data: dict) -> list[str]:
     http = data.get("http", {})
     rows = []
@@ -404,29 +413,29 @@ def _ledger(data: dict) -> list[str]:
                 )
             )
     breakdown = data.get("breakdown_in_process", {})
-    for key, label in (
-        ("join_point_read", "storage: the join's point read"),
-        ("feedback_insert", "storage: the feedback insert"),
-    ):
-        figures = breakdown.get(key)
-        if figures:
-            rows.append((label, f"{_num(figures.get('p50_ms'))} / {_num(figures.get('p99_ms'))} ms"))
-    if "transaction_100_rows_wall_ms" in breakdown:
-        rows.append(
-            (
-                "a 100-row transaction: wall / client CPU",
-                f"{_num(breakdown['transaction_100_rows_wall_ms'])} / "
-                f"{_num(breakdown.get('transaction_100_rows_client_cpu_ms'))} ms",
+    rows += _p50_p99_rows(
+        breakdown,
+        (
+            ("join_point_read", "storage: the join's point read"),
+            ("feedback_insert", "storage: the feedback insert"),
+        ),
+    )
+    for prefix, label in (("", "the app's own"), ("sdk_", "the SDK's `submit_transaction`")):
+        if f"{prefix}transaction_100_rows_wall_ms" in breakdown:
+            rows.append(
+                (
+                    f"a 100-row transaction, {label}: wall / client CPU",
+                    f"{_num(breakdown[f'{prefix}transaction_100_rows_wall_ms'])} / "
+                    f"{_num(breakdown.get(f'{prefix}transaction_100_rows_client_cpu_ms'))} ms",
+                )
             )
-        )
-    shadow = data.get("shadow_in_process", {})
-    for key, label in (
-        ("no_shadow", "in-process predict, no shadow model"),
-        ("shadow", "in-process predict, with a shadow model"),
-    ):
-        figures = shadow.get(key)
-        if figures:
-            rows.append((label, f"{_num(figures.get('p50_ms'))} / {_num(figures.get('p99_ms'))} ms"))
+    rows += _p50_p99_rows(
+        data.get("shadow_in_process", {}),
+        (
+            ("no_shadow", "in-process predict, no shadow model"),
+            ("shadow", "in-process predict, with a shadow model"),
+        ),
+    )
     lines = [f"Storage: {data.get('storage', '?')}.", "", *_table(("figure", "p50 / p99"), rows), ""]
     cold = data.get("cold_start", {})
     cold_rows = [
