@@ -154,9 +154,9 @@ NO_TOPIC = (
 LUKEWARM = [
     "flight was ok i guess",
     "it was fine, nothing special",
-    "meh, average trip, not sure",
+    "meh, average trip, so so",
     "the flight happened, that is all",
-    "not bad not great, normal flight",
+    "okay-ish, normal flight",
 ]
 FOREIGN = [
     "el vuelo llego con retraso otra vez",
@@ -265,7 +265,7 @@ def build_stand_in_model(directory: Path, seed: int = 11) -> Path:
         texts += negative + positive
         labels += [0] * len(negative) + [1] * len(positive)
     texts += LUKEWARM
-    labels += [1, 1, 0, 0, 1]
+    labels += [0, 0, 0, 0, 0]  # mildly negative: the shift moves the histogram out of its usual bins
     sample = (REPO_ROOT / "tests" / "data" / "topic_sample.jsonl").read_text(encoding="utf-8").splitlines()
     extra = [json.loads(line)["text"] for line in sample if line.strip()]
     texts += extra

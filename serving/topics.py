@@ -1,8 +1,10 @@
 """Airline topics a tweet mentions, from the versioned lexicon ``serving/lexicon/topics.json``.
 
 The lexicon is data: each topic lists whole tokens (``terms``), token starts (``prefixes``) and runs of
-consecutive tokens (``phrases``), all in the normalizer's output form. Matching works on the
-normalized text and is linear in it: one split, one set intersection of its tokens with the lexicon's
+consecutive tokens (``phrases``), all in the normalizer's output form. A topic is what a tweet talks
+about, negated or not ("no delay" is about delays), so the normalizer's negation marks ("no neg_delay")
+are left out of both the entries and the text before matching. Matching works on the normalized text
+and is linear in it: one split, one set intersection of its tokens with the lexicon's
 keys, then fixed-length substring searches (see ``TopicMatcher``); no regular expression.
 """
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from serving.normalizer import NEGATION_PREFIX, without_negation_marks
 
 LEXICON_PATH = Path(__file__).resolve().parent / "lexicon" / "topics.json"
 MAX_PHRASE_TOKENS = 4
@@ -53,7 +57,7 @@ class TopicMatcher:
                 raise LexiconError(f"topic {topic!r}: expected an object with terms, prefixes, phrases")
             for kind, table in tables.items():
                 for raw in entry.get(kind, []):
-                    key = _checked(topic, kind, raw)
+                    key = without_negation_marks(_checked(topic, kind, raw))
                     table.setdefault(key, set()).add(topic)
         terms = {key: frozenset(value) for key, value in tables["terms"].items()}
         anchors: dict[str, list[tuple[str, frozenset[str]]]] = {}
@@ -75,11 +79,12 @@ class TopicMatcher:
         )
 
     def match(self, normalized: str) -> list[str]:
-        """Sorted topics of one normalized text (``[]`` when none). Linear in the text: one split, one
-        set intersection, one substring search per prefix, and one per phrase of each anchor present
-        (needles of at most a few dozen characters)."""
+        """Sorted topics of one normalized text (``[]`` when none), negation marks left out. Linear in the
+        text: one replace, one split, one set intersection, one substring search per prefix, and one per
+        phrase of each anchor present (needles of at most a few dozen characters)."""
         if not normalized:
             return []
+        normalized = without_negation_marks(normalized)
         found: set[str] = set()
         padded = f" {normalized} "
         for prefix, topics in self.prefixes:
@@ -100,7 +105,7 @@ def _checked(topic: str, kind: str, raw: object) -> str:
     if not isinstance(raw, str) or not raw or raw != raw.strip() or "  " in raw or raw != raw.lower():
         raise LexiconError(f"topic {topic!r}: {kind} entry {raw!r} is not in normalized form")
     tokens = raw.split(" ")
-    if not raw.isascii() or any(not t.replace("_", "").isalnum() for t in tokens):
+    if not raw.isascii() or any(not t.replace("_", "").isalnum() or t == NEGATION_PREFIX for t in tokens):
         raise LexiconError(f"topic {topic!r}: {kind} entry {raw!r} has characters the normalizer drops")
     if kind != "phrases" and len(tokens) != 1:
         raise LexiconError(f"topic {topic!r}: {kind} entry {raw!r} must be one token (use phrases)")

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from devtools.topic_quality import END, SAMPLE, START, markdown_table, measure
-from serving.normalizer import normalize
+from serving.normalizer import normalize, without_negation_marks
 from serving.topics import LEXICON_PATH, LexiconError, default_matcher, load_matcher
 from tests.app_fixtures import assert_matches_document, call_function, openapi_document, registered_functions
 
@@ -70,12 +70,15 @@ def test_a_phrase_needs_its_tokens_in_a_row():
 
 
 def _naive(matcher_document: dict, normalized: str) -> list[str]:
-    """The lexicon's rules written out plainly: every token, every prefix, every n-gram."""
-    tokens = normalized.split(" ") if normalized else []
+    """The lexicon's rules written out plainly: every token, every prefix, every n-gram (negation marks
+    stripped from the text and the entries: topics are about words, not their polarity)."""
+    plain = without_negation_marks(normalized)
+    tokens = plain.split(" ") if plain else []
     found = set()
     for topic, entry in matcher_document["topics"].items():
         grams = {" ".join(tokens[i : i + n]) for n in range(2, 5) for i in range(len(tokens) - n + 1)}
-        if set(entry.get("terms", [])) & set(tokens) or set(entry.get("phrases", [])) & grams:
+        phrases = {without_negation_marks(phrase) for phrase in entry.get("phrases", [])}
+        if set(entry.get("terms", [])) & set(tokens) or phrases & grams:
             found.add(topic)
         if any(token.startswith(prefix) for token in tokens for prefix in entry.get("prefixes", [])):
             found.add(topic)
