@@ -53,6 +53,8 @@ if MODEL_STATE.model is None:
     log.error("model unavailable: %s", MODEL_STATE.reason)
 else:
     log.info("model %s loaded from %s", MODEL_STATE.model.version, MODEL_STATE.configured_path)
+    if MODEL_STATE.cascade_reason:
+        log.warning("answering with the n-gram model alone: %s", MODEL_STATE.cascade_reason)
 SHADOW, _shadow_reason = load_shadow_model()
 if _shadow_reason:
     log.error("%s; predict goes on without a shadow", _shadow_reason)
@@ -130,7 +132,10 @@ def predict(req: func.HttpRequest) -> func.HttpResponse:
             "negative_probability": prediction.negative_probability,
             "model_version": version,
             "topics": list(prediction.topics),
+            "encoder": prediction.encoder,
         }
+        if prediction.ngram_negative_probability is not None:
+            answer["ngram_negative_probability"] = prediction.ngram_negative_probability
         if prediction.explanation is not None:
             answer["explanation"] = prediction.explanation
         answers.append(answer)
@@ -244,6 +249,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
             "model_loaded": True,
             "threshold": model.threshold,
             "labels": list(model.labels),
+            "encoder": "on" if model.cascade is not None else "off",
         }
     )
 

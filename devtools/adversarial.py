@@ -73,7 +73,24 @@ def worst_legal_bodies() -> list[Case]:
         Case("mojibake", _fill("â€™ï¿½" * (MAX_TEXT_CHARS // 6))),
         Case("html_entities", _fill("&amp;&lt;&#128545;" * (MAX_TEXT_CHARS // 18))),
         Case("one_long_text", json.dumps({"text": symbols, "explain": True}, ensure_ascii=False).encode()),
+        Case("uncertain_texts", json.dumps({"texts": uncertain_texts(MAX_BATCH, 1_000)}).encode()),
     ]
+
+
+def uncertain_texts(count: int, chars: int) -> list[str]:
+    """Distinct lukewarm texts (the n-gram model is unsure of them, so the cascade's encoder gets its
+    quota) long enough to fill the encoder's token budget; their words vary, defeating token caches."""
+    openings = (
+        "well the flight was not terrible but not great either",
+        "meh, the crew was ok i guess, the seat was whatever",
+        "not bad, not good, the delay was short but the food was cold",
+        "thanks i suppose, the bag arrived eventually, the wifi kind of worked",
+    )
+    texts = []
+    for index in range(count):
+        words = " ".join(f"w{index}x{k}" for k in range(chars // 8))
+        texts.append(f"{openings[index % len(openings)]} {words}"[:chars])
+    return texts
 
 
 def hostile_bodies() -> list[Case]:

@@ -461,6 +461,116 @@ def _ledger(data: dict) -> list[str]:
     return lines
 
 
+def _cascade(data: dict) -> list[str]:
+    models = data.get("models", {})
+    texts = data.get("texts", {})
+    single = data.get("single_text", {})
+    batch = data.get("batch_1000_one_cpu", {})
+    cold = data.get("cold_start", {})
+    rss = data.get("peak_rss", {})
+    files = data.get("model_files", {})
+    worst = data.get("worst_batch", {})
+    engaged = data.get("encoder_engaged", {})
+    targets = data.get("targets", {})
+    band = models.get("band") or [None, None]
+    chars = worst.get("chars_p50_max") or [None]
+
+    def percent(share: Any) -> str:
+        return "n/a" if share is None else f"{_num(100 * share, 1)} %"
+
+    def p50_p99(key: str) -> str:
+        figures = single.get(key)
+        return f"{_num(figures.get('p50_ms'))} / {_num(figures.get('p99_ms'))} ms" if figures else ""
+
+    def seconds(key: str) -> str:
+        figures = batch.get(key)
+        return f"{_num(figures.get('median_s'))} s" if figures else ""
+
+    def started(key: str) -> str:
+        figures = cold.get(key) or {}
+        return f"{_num(figures.get('total_s'))} s wall, {_num(figures.get('cpu_s'))} s CPU"
+
+    calls = _num(_get(single, "in_band_cascade.n"))
+    rows = [
+        (
+            f"single text, in-band tweets (the encoder re-reads them), p50 / p99 ({calls} calls)",
+            p50_p99("in_band_ngram_alone"),
+            p50_p99("in_band_cascade"),
+            _met(targets.get("single_in_band_p99_ms"), " ms p99"),
+        ),
+        (
+            f"single text, confident tweets (outside the band), p50 / p99 ({calls} calls)",
+            p50_p99("confident_ngram_alone"),
+            p50_p99("confident_cascade"),
+            _met(targets.get("single_confident_p99_ms"), " ms p99"),
+        ),
+        (
+            f"single text, the real mix, p50 / p99 ({_num(_get(single, 'real_mix_cascade.n'))} calls)",
+            p50_p99("real_mix_ngram_alone"),
+            p50_p99("real_mix_cascade"),
+            "",
+        ),
+        (
+            "single text, in-band texts that fill the token budget, p50 / p99",
+            "",
+            p50_p99("at_budget_cascade"),
+            "",
+        ),
+        (
+            f"batch of 1,000 tweets on one CPU, median of {_num(batch.get('runs'))}",
+            seconds("real_ngram_alone"),
+            seconds("real_cascade"),
+            _met(targets.get("batch_1000_one_cpu_s"), " s"),
+        ),
+        (
+            "worst batch on one CPU: 1,000 in-band texts that fill the token budget, median",
+            seconds("worst_ngram_alone"),
+            seconds("worst_cascade"),
+            _met(targets.get("batch_1000_worst_one_cpu_s"), " s"),
+        ),
+        (
+            f"cold start: import the app + load + first prediction (median of "
+            f"{_num(_get(cold, 'cascade.runs'))})",
+            started("ngram_alone"),
+            started("cascade"),
+            _met(targets.get("cold_start_s"), " s"),
+        ),
+        (
+            "peak RSS: import the app, answer a batch of 1,000 tweets",
+            f"{_num(_get(rss, 'real_ngram_alone.peak_rss_mb'), 0)} MB",
+            f"{_num(_get(rss, 'real_cascade.peak_rss_mb'), 0)} MB",
+            "",
+        ),
+        (
+            "peak RSS: import the app, answer the worst batch",
+            "",
+            f"{_num(_get(rss, 'worst_cascade.peak_rss_mb'), 0)} MB",
+            _met(targets.get("peak_rss_mb"), " MB"),
+        ),
+        (
+            "model files (`model/sentiment.onnx` + `model/encoder.onnx`)",
+            f"{_num(files.get('ngram_mb'), 1)} MB",
+            f"{_num(files.get('total_mb'), 1)} MB",
+            _met(targets.get("model_files_mb"), " MB"),
+        ),
+    ]
+    return [
+        f"N-gram model `{models.get('ngram_version', '?')}`, cascade `{models.get('cascade_version', '?')}`: "
+        f"band [{_num(band[0], 3)}, {_num(band[1], 3)}], at most {_num(models.get('quota_per_request'))} "
+        f"texts re-read per request, {_num(models.get('max_tokens'))} tokens; "
+        f"{data.get('onnxruntime_threads', '?')} onnxruntime thread per model, as served. Texts: "
+        f"{_num(texts.get('count'))} tweets from `{texts.get('source', '?')}`, "
+        f"{percent(texts.get('share_in_band'))} of them in the band. The encoder was engaged on "
+        f"{_num(engaged.get('used'))} of {_num(engaged.get('single_requests'))} single requests of the "
+        f"real mix ({percent(engaged.get('share_used'))}). The worst batch's texts: "
+        f"{_num(worst.get('distinct'))} distinct, {_num(chars[0])} characters median, at least "
+        f"{_num(worst.get('tokens_min'))} tokens.",
+        "",
+        *_table(("figure", "n-gram alone", "cascade", "target"), rows),
+        "",
+    ]
+
+
 def _targets(targets: dict) -> list[str]:
     rows = [
         (
@@ -548,6 +658,12 @@ SECTIONS: list[tuple[str, str, str, Callable[[dict], list[str]]]] = [
         "Serving: cold start, latency, memory",
         "python -m benchmarks.bench_serving --data-dir DATA --out benchmarks/results/serving.json",
         _serving,
+    ),
+    (
+        "cascade.json",
+        "Cascade: the n-gram model alone and with the sentence encoder",
+        "SENTIMENT_DATA_DIR=DATA python -m benchmarks.bench_cascade",
+        _cascade,
     ),
     (
         "onnx_graphs.json",
@@ -713,6 +829,13 @@ def _code(text: str) -> str:
     return f"`{text.replace('|', '\\|')}`" if text else ""
 
 
+def _default_cell(literal: str | None) -> str:
+    """A parameter's default as shown: "(required)" without one, "empty" for ''."""
+    if not literal or not literal.strip():
+        return "(required)"
+    return _code(_bicep_string(literal)) or "empty (`''`)"
+
+
 def bicep_md() -> str:
     params, outputs = (
         parse_bicep(MAIN_BICEP.read_text(encoding="utf-8")) if MAIN_BICEP.is_file() else ([], [])
@@ -738,7 +861,7 @@ def bicep_md() -> str:
                 (
                     f"`{p['name']}`",
                     p["type"],
-                    _code(_bicep_string(p["default"])) or "(required)",
+                    _default_cell(p["default"]),
                     p["constraints"],
                     p["description"].replace("|", "\\|"),
                 )

@@ -165,6 +165,12 @@ param httpPerInstanceConcurrency int = 4
 @description('Path of the ONNX model inside the deployment package.')
 param modelPath string = 'model/sentiment.onnx'
 
+@description('Path of the cascade file (the sentence encoder for uncertain tweets) inside the package, or off (MODEL_ENCODER_PATH).')
+param modelEncoderPath string = 'model/encoder.onnx'
+
+@description('The stream\'s negative share to adapt the probabilities to, e.g. 0.74 (STREAM_NEGATIVE_PRIOR); empty: as trained. Estimate it with python -m training prior.')
+param streamNegativePrior string = ''
+
 @description('Whether WrongPrediction events carry the tweet text (needed for retraining).')
 param feedbackIncludeText bool = true
 
@@ -302,6 +308,8 @@ module functionApp 'modules/functionapp.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     modelPath: modelPath
+    modelEncoderPath: modelEncoderPath
+    streamNegativePrior: streamNegativePrior
     feedbackIncludeText: feedbackIncludeText
     scoredWindowSeconds: scoredWindowSeconds
     feedbackEventsPerMinute: feedbackEventsPerMinute

@@ -44,6 +44,8 @@ from serving import contract  # noqa: E402  (standard library only)
 IGNORE_FILE = ".funcignore"
 BUILD_INFO = "build_info.json"
 MODEL_FILE = PurePosixPath("model/sentiment.onnx")
+# The optional cascade beside it: when present, the version the app reports is the cascade's.
+CASCADE_FILE = PurePosixPath("model/encoder.onnx")
 SITE_PACKAGES = PurePosixPath(".python_packages/lib/site-packages")
 REQUIRED_FILES = (
     PurePosixPath("function_app.py"),
@@ -190,6 +192,25 @@ def byte_compile(folder: Path) -> bool:
     return True
 
 
+def served_identity(source: Path, metadata: dict) -> tuple[str, object]:
+    """The version the app will report and its score-drift baseline: the cascade's when a cascade file is
+    packaged (it must have been fitted with this n-gram model, or the app would serve the n-gram model
+    alone), else the model's."""
+    cascade = source / CASCADE_FILE
+    if not cascade.is_file():
+        return str(metadata[contract.MODEL_VERSION]), metadata.get(contract.VALIDATION_HISTOGRAM)
+    cascade_metadata = contract.read_metadata(cascade, strict=False)
+    fitted_with, packaged = cascade_metadata.get("ngram_model_version"), metadata[contract.MODEL_VERSION]
+    if fitted_with != packaged:
+        raise PackageError(
+            f"{CASCADE_FILE} was fitted with n-gram model {fitted_with}, not {packaged}: refit it "
+            "(python -m training cascade) or remove it"
+        )
+    return str(cascade_metadata[contract.MODEL_VERSION]), cascade_metadata.get(
+        contract.VALIDATION_HISTOGRAM, metadata.get(contract.VALIDATION_HISTOGRAM)
+    )
+
+
 def read_model_metadata(model_path: Path) -> dict:
     """The ONNX model's metadata (every value a JSON document, per the model artifact contract)."""
     metadata = contract.read_metadata(model_path, strict=False)
@@ -277,6 +298,7 @@ def build(
     files = select_files(source, skip=[out])
     check_selection(files)
     metadata = read_model_metadata(source / MODEL_FILE)
+    served_version, baseline = served_identity(source, metadata)
     prepare_out(out, source)
     for rel in files:
         destination = out / rel
@@ -288,12 +310,13 @@ def build(
     compiled = bytecode and byte_compile(out)
     requirements = (out / "requirements.txt").read_bytes()
     info = {
-        "model_version": metadata[contract.MODEL_VERSION],
+        "model_version": served_version,
+        "ngram_model_version": metadata[contract.MODEL_VERSION],
         "normalizer_version": metadata.get(contract.NORMALIZER_VERSION_KEY),
         "threshold": metadata.get(contract.THRESHOLD),
         "labels": metadata.get(contract.LABELS_KEY),
         # The score-drift alert's baseline: deploy passes it to infra/main.bicep (scoreBaselineHistogram).
-        "validation_histogram": metadata.get(contract.VALIDATION_HISTOGRAM),
+        "validation_histogram": baseline,
         "source_commit": source_commit(source),
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": TARGET_PYTHON,

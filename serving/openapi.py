@@ -79,7 +79,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["prediction_id", "label", "negative_probability", "model_version", "topics"],
+        "required": ["prediction_id", "label", "negative_probability", "model_version", "topics", "encoder"],
         "properties": {
             "prediction_id": {
                 "type": "string",
@@ -95,10 +95,23 @@ SCHEMAS: dict[str, Any] = {
                 "uniqueItems": True,
                 "description": "Airline topics the text mentions (versioned lexicon), sorted; [] when none.",
             },
+            "encoder": {
+                "type": "string",
+                "enum": ["used", "skipped", "not_needed", "off"],
+                "description": "Whether the sentence encoder re-read the text: used (the n-gram model "
+                "was unsure; the fused probability is the answer), skipped (unsure, but past this request's "
+                "quota of encoder texts: the n-gram answer stands; send fewer texts per request), "
+                "not_needed (the n-gram model was confident), off (the service runs without the encoder).",
+            },
+            "ngram_negative_probability": {
+                **_PROBABILITY,
+                "description": "When encoder is used: the n-gram model's own probability, before fusion.",
+            },
             "explanation": {
                 "type": "array",
                 "items": {"$ref": "#/components/schemas/Term"},
-                "description": "Present when the request had explain=true; largest |weight| first.",
+                "description": "Present when the request had explain=true; largest |weight| first. Always "
+                "the n-gram model's terms (the encoder field says whether the encoder also weighed in).",
             },
         },
     },
@@ -150,6 +163,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "A text is labelled negative when its negative probability is at least this.",
             },
             "labels": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+            "encoder": {
+                "type": "string",
+                "enum": ["on", "off"],
+                "description": "Whether uncertain texts get the sentence encoder's second reading.",
+            },
             "reason": {"type": "string", "description": "Why the model is not loaded (503 only)."},
         },
     },

@@ -21,7 +21,9 @@ from typing import Any, TypedDict
 import numpy as np
 import onnxruntime as ort
 
-from serving import contract
+from serving import cascade as cascade_module
+from serving import contract, prior
+from serving.cascade import Cascade, CascadeLoadError
 from serving.contract import (
     DEFAULT_MODEL_PATH,
     EXPLAIN_INPUT,
@@ -57,7 +59,8 @@ class ModelLoadError(RuntimeError):
 class Prediction:
     """One scored text. ``topics``: the airline topics it mentions (``serving.topics``);
     ``unknown_share``: share of its n-grams the model does not know (None when the model does not report
-    it or the text has none); ``empty``: nothing was left after normalization."""
+    it or the text has none); ``empty``: nothing was left after normalization; ``encoder``: whether the
+    cascade's encoder re-read it (``serving.cascade``)."""
 
     label: str
     negative_probability: float
@@ -65,6 +68,8 @@ class Prediction:
     topics: tuple[str, ...] = ()
     unknown_share: float | None = None
     empty: bool = False
+    encoder: str = cascade_module.OFF  # how the cascade decided it: serving.cascade USED/SKIPPED/...
+    ngram_negative_probability: float | None = None  # the n-gram model's own answer, when overruled
 
 
 HISTOGRAM_BINS = 10
@@ -82,6 +87,8 @@ class ScoredSignals(TypedDict):
     unknown_share: float | None
     unknown_texts: int
     empty_after_normalization: int
+    encoder_texts: int | None
+    encoder_skipped: int | None
 
 
 def configured_model_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -134,9 +141,12 @@ class SentimentModel:
         "_coverage",
         "_explain_feed",
         "_matcher",
+        "_prior_ratio",
+        "cascade",
         "explains",
         "labels",
         "metadata",
+        "ngram_version",
         "path",
         "session",
         "threshold",
@@ -148,6 +158,9 @@ class SentimentModel:
         self.metadata = metadata
         self.path = path
         self.version: str = metadata["model_version"]
+        self.ngram_version: str = self.version
+        self.cascade: Cascade | None = None
+        self._prior_ratio = 1.0  # odds factor of STREAM_NEGATIVE_PRIOR (serving.prior); 1: no adaptation
         self.threshold: float = float(metadata["threshold"])
         self.labels: tuple[str, str] = tuple(metadata["labels"])
         term_outputs = contract.explanation_outputs(metadata)
@@ -209,6 +222,28 @@ class SentimentModel:
                     f"model returned an invalid probability {prediction.negative_probability}"
                 )
 
+    def adapt_to_prior(self, stream_prior: float | None) -> None:
+        """Answer under the stream's negative prior (``STREAM_NEGATIVE_PRIOR``; None: as trained): every
+        probability's odds are multiplied by odds(stream) / odds(the prior the model encodes)."""
+        if stream_prior is None:
+            self._prior_ratio = 1.0
+            return
+        self._prior_ratio = prior.prior_odds_ratio(prior.model_train_prior(self.metadata), stream_prior)
+
+    def attach_cascade(self, path: Path) -> None:
+        """Serve the cascade in ``path`` from now on (its version covers both parts); raises
+        ``CascadeLoadError`` and leaves the model as it was when the file is unusable or fails a probe."""
+        cascade = Cascade.load(path, self.ngram_version, _session_options())
+        probe = ["not bad at all, thanks", "the crew was not rude", "@AirParadis lost my bag http://x.co"]
+        try:
+            fused = cascade.rescore(probe, [0.5, 0.5, 0.5])
+        except Exception as error:
+            raise CascadeLoadError(f"cascade failed its probe run: {error}") from None
+        if not all(0.0 <= p <= 1.0 for p in fused):
+            raise CascadeLoadError(f"cascade returned invalid probabilities {fused}")
+        self.cascade = cascade
+        self.version = cascade.version
+
     def predict(
         self,
         raw_texts: list[str],
@@ -236,9 +271,11 @@ class SentimentModel:
             scores: list[float] = negative_probabilities(
                 self.session, texts, deadline, match_topics_of if match_topics else None
             ).tolist()
+            how, ngram = self._second_opinion(raw_texts, scores, deadline)
+            self._adapt(scores)
             return [
-                Prediction(self._label(p), p, None, found, None, not text)
-                for p, found, text in zip(scores, topics, texts, strict=True)
+                Prediction(self._label(p), p, None, found, None, not text, h, q)
+                for p, found, text, h, q in zip(scores, topics, texts, how, ngram, strict=True)
             ]
         outputs = (self._all_outputs if explaining else [PROBABILITY_OUTPUT]) + self._coverage
         feed = self._explain_feed if explaining else {}
@@ -261,12 +298,44 @@ class SentimentModel:
                     shares[row] = 1.0 - k / n if n > 0 else None
 
         _each_chunk(texts, score_chunk, deadline, match_topics_of if match_topics else None)
+        how, ngram = self._second_opinion(raw_texts, probabilities, deadline)
+        self._adapt(probabilities)
         return [
-            Prediction(self._label(p), p, explanation, found, share, not text)
-            for p, explanation, found, share, text in zip(
-                probabilities, explanations, topics, shares, texts, strict=True
+            Prediction(self._label(p), p, explanation, found, share, not text, h, q)
+            for p, explanation, found, share, text, h, q in zip(
+                probabilities, explanations, topics, shares, texts, how, ngram, strict=True
             )
         ]
+
+    def _adapt(self, probabilities: list[float]) -> None:
+        """Prior adaptation in place (odds form: exact at 0 and 1)."""
+        ratio = self._prior_ratio
+        if ratio != 1.0:
+            for row, p in enumerate(probabilities):
+                probabilities[row] = ratio * p / (ratio * p + 1.0 - p)
+
+    def _second_opinion(
+        self, raw_texts: list[str], probabilities: list[float], deadline: float | None
+    ) -> tuple[list[str], list[float | None]]:
+        """Let the cascade re-read the uncertain texts (at most its quota), replacing their probabilities
+        in place; returns how each text was decided and the n-gram probability of the re-read ones."""
+        cascade = self.cascade
+        if cascade is None:
+            return [cascade_module.OFF] * len(probabilities), [None] * len(probabilities)
+        how = [cascade_module.NOT_NEEDED] * len(probabilities)
+        ngram: list[float | None] = [None] * len(probabilities)
+        rows, skipped = cascade.plan(probabilities)
+        for row in skipped:
+            how[row] = cascade_module.SKIPPED
+        if rows:
+            if deadline is not None and time.monotonic() > deadline:
+                raise OverBudget("scoring passed its deadline")
+            fused = cascade.rescore([raw_texts[row] for row in rows], [probabilities[row] for row in rows])
+            for row, p in zip(rows, fused, strict=True):
+                ngram[row] = probabilities[row]
+                probabilities[row] = p
+                how[row] = cascade_module.USED
+        return how, ngram
 
     def scored_signals(self, predictions: Sequence[Prediction]) -> ScoredSignals:
         """A batch's SentimentScored counts (texts, negatives, mean negative probability) and drift
@@ -275,6 +344,7 @@ class SentimentModel:
         histogram = [0] * HISTOGRAM_BINS
         topics: dict[str, list[int]] = {}
         unknown_sum, unknown_texts, empty = 0.0, 0, 0
+        encoder_texts, encoder_skipped = 0, 0
         negatives, probability_sum = 0, 0.0
         negative = self.labels[0]
         for prediction in predictions:
@@ -290,6 +360,9 @@ class SentimentModel:
                 unknown_sum += prediction.unknown_share
                 unknown_texts += 1
             empty += prediction.empty
+            encoder_texts += prediction.encoder == cascade_module.USED
+            encoder_skipped += prediction.encoder == cascade_module.SKIPPED
+        cascaded = self.cascade is not None
         return {
             "texts": len(predictions),
             "negatives": negatives,
@@ -299,6 +372,8 @@ class SentimentModel:
             "unknown_share": unknown_sum / unknown_texts if unknown_texts else None,
             "unknown_texts": unknown_texts,
             "empty_after_normalization": empty,
+            "encoder_texts": encoder_texts if cascaded else None,
+            "encoder_skipped": encoder_skipped if cascaded else None,
         }
 
     def _label(self, negative_probability: float) -> str:
@@ -393,19 +468,42 @@ class ModelState:
     reason: str | None
     configured_path: str
     summary: str | None = None
+    cascade_reason: str | None = None  # why the model answers without its cascade (None: it has one)
 
 
 def load_configured_model(environ: Mapping[str, str] | None = None) -> ModelState:
-    """Load ``MODEL_PATH`` without ever raising: the app must import and index even without a model."""
+    """Load ``MODEL_PATH`` without ever raising: the app must import and index even without a model.
+    The cascade (``MODEL_ENCODER_PATH``) is optional: when it cannot be used the n-gram model answers
+    alone, under its own version, and ``cascade_reason`` says why."""
     env = environ if environ is not None else os.environ
     configured = env.get("MODEL_PATH") or DEFAULT_MODEL_PATH
     try:
-        return ModelState(SentimentModel.load(configured_model_path(env)), None, configured)
+        model = SentimentModel.load(configured_model_path(env))
+        cascade_reason = _attach_configured_cascade(model, env)
+        try:
+            model.adapt_to_prior(prior.parse_prior_setting(env.get(prior.STREAM_PRIOR_SETTING)))
+        except ValueError as error:  # a wrong prior must not quietly serve skewed labels
+            return ModelState(None, str(error), configured, f"invalid {prior.STREAM_PRIOR_SETTING}")
+        return ModelState(model, None, configured, None, cascade_reason)
     except ModelLoadError as error:
         return ModelState(None, str(error), configured, error.summary)
     except Exception as error:  # a loader bug must not become "0 functions found" in Azure
         reason = f"model could not be loaded: {type(error).__name__}: {error}"
         return ModelState(None, reason, configured, "model could not be loaded")
+
+
+def _attach_configured_cascade(model: SentimentModel, env: Mapping[str, str]) -> str | None:
+    """Attach the configured cascade; the reason it is not used, or None when it is."""
+    path = cascade_module.configured_encoder_path(APP_ROOT, env)
+    if path is None:
+        return f"{cascade_module.ENCODER_PATH_SETTING} is off"
+    if not path.is_file():
+        return f"no cascade file at {_shown(path)}"
+    try:
+        model.attach_cascade(path)
+    except CascadeLoadError as error:
+        return str(error)
+    return None
 
 
 SHADOW_PATH_SETTING = "MODEL_SHADOW_PATH"

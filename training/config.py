@@ -45,3 +45,6 @@ TRAIN_REPORTS = Path("reports/train")
 SEARCH_REPORTS = Path("reports/search")
 EVALUATE_REPORTS = Path("reports/evaluate")
 EDA_REPORTS = Path("reports/eda")
+CASCADE_REPORTS = Path("reports/cascade")
+# The cascade file serving reads beside the n-gram model (MODEL_ENCODER_PATH's default).
+CASCADE_PATH = Path("model/encoder.onnx")

@@ -57,6 +57,12 @@ param httpPerInstanceConcurrency int
 @description('Path of the ONNX model inside the deployment package (MODEL_PATH).')
 param modelPath string
 
+@description('Path of the cascade file inside the package, or off (MODEL_ENCODER_PATH).')
+param modelEncoderPath string
+
+@description('The stream\'s negative share for prior adaptation, or empty for none (STREAM_NEGATIVE_PRIOR).')
+param streamNegativePrior string
+
 @description('Whether WrongPrediction events carry the tweet text (FEEDBACK_INCLUDE_TEXT).')
 param feedbackIncludeText bool
 
@@ -204,6 +210,14 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
         {
           name: 'MODEL_PATH'
           value: modelPath
+        }
+        {
+          name: 'MODEL_ENCODER_PATH'
+          value: modelEncoderPath
+        }
+        {
+          name: 'STREAM_NEGATIVE_PRIOR'
+          value: streamNegativePrior
         }
         {
           name: 'FEEDBACK_INCLUDE_TEXT'

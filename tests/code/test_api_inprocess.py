@@ -160,6 +160,7 @@ def test_health_names_the_loaded_model(fns, model, openapi_document):  # noqa: F
         "model_version": model.version,
         "model_loaded": True,
         "threshold": model.threshold,
+        "encoder": "on" if model.cascade is not None else "off",
         "labels": list(model.labels),
     }
 

@@ -14,6 +14,7 @@ PACKAGES = ("serving", "training", "devtools", "scripts", "benchmarks")
 TOP_LEVEL_MODULES = ("function_app",)
 COMMANDS = (
     "eda", "train", "search", "evaluate", "export", "card", "synth", "feedback-pull", "score", "compare",
+    "prior", "behaviour", "encoder-export", "cascade",
 )  # fmt: skip
 HEAVY = ("sklearn", "pandas", "matplotlib", "mlflow", "onnx", "rich", "scipy", "skl2onnx")
 

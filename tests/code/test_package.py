@@ -73,8 +73,9 @@ def assert_nothing_undeployable(folder: Path) -> None:
         assert path.parts[0] not in NOT_DEPLOYED, path
         assert path.parts[0] in build_package.APP_PARTS | {build_package.BUILD_INFO, "__pycache__"}, path
     assert not [p for p in files if p.parts[0] == "devtools"]
-    assert [p for p in files if p.parts[0] == "model" and p.suffix != ".pyc"] == [
-        PurePosixPath("model/sentiment.onnx")
+    assert sorted(p for p in files if p.parts[0] == "model" and p.suffix != ".pyc") == [
+        PurePosixPath("model/encoder.onnx"),  # the cascade fitted for the model beside it
+        PurePosixPath("model/sentiment.onnx"),
     ]
 
 
@@ -242,9 +243,11 @@ def test_cli_builds_and_zips_the_app_files(tmp_path):
     assert_nothing_undeployable(out)
     info = json.loads((out / "build_info.json").read_text())
     metadata = build_package.read_model_metadata(MODEL)
-    assert info["model_version"] == metadata["model_version"] == report["model_version"]
+    served, _ = build_package.served_identity(REPO_ROOT, metadata)  # the cascade's version when paired
+    assert info["model_version"] == served == report["model_version"]
+    assert info["ngram_model_version"] == metadata["model_version"]
     assert info["dependencies"] is False
-    assert report["parts_bytes"]["model"] == MODEL.stat().st_size
+    assert report["parts_bytes"]["model"] == sum(p.stat().st_size for p in MODEL.parent.glob("*.onnx"))
     assert report["parts_bytes"]["dependencies"] == 0
     assert report["total_bytes"] == sum(report["parts_bytes"].values())
     with zipfile.ZipFile(out.with_name("functionapp.zip")) as archive:
@@ -290,6 +293,7 @@ def test_package_serves_in_a_fresh_environment(azure_package, worker_python):
         "model_loaded": True,
         "threshold": info["threshold"],
         "labels": info["labels"],
+        "encoder": "on",  # the packaged cascade matches the packaged model (build_info names the pair)
     }
     assert summary["predict"]["status"] == 200
     assert summary["predict"]["model_version"] == info["model_version"]
@@ -331,3 +335,27 @@ def test_a_package_without_its_dependencies_fails_the_check(tmp_path, worker_pyt
     build_package.build(out, skip_deps=True, bytecode=False)
     with pytest.raises(check_package.PackageCheckError, match="No module named"):
         check_package.run_probe(out, worker_python)
+
+
+def test_build_info_names_what_the_app_will_serve_and_its_drift_baseline(tmp_path):
+    """With a cascade beside the model, the app answers under the cascade's version and its scores are
+    the cascade's: build_info.json carries that version and the cascade's validation histogram (the
+    score-drift baseline deploy passes to the alert); a cascade fitted for another model is refused."""
+    from serving import contract
+
+    model = REPO_ROOT / "model" / "sentiment.onnx"
+    cascade = REPO_ROOT / "model" / "encoder.onnx"
+    metadata = build_package.read_model_metadata(model)
+    version, baseline = build_package.served_identity(REPO_ROOT, metadata)
+    paired = contract.read_metadata(cascade, strict=False)
+    assert version == paired["model_version"] != metadata["model_version"]
+    assert baseline == paired["validation_histogram"] != metadata["validation_histogram"]
+    assert len(baseline) == 10 and sum(baseline) > 0
+    alone = tmp_path / "alone"
+    (alone / "model").mkdir(parents=True)
+    assert build_package.served_identity(alone, metadata) == (
+        metadata["model_version"],
+        metadata["validation_histogram"],
+    )
+    with pytest.raises(build_package.PackageError, match="fitted with n-gram model"):
+        build_package.served_identity(REPO_ROOT, {**metadata, "model_version": "2020.01.01-00000000"})

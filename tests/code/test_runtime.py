@@ -384,3 +384,28 @@ def test_models_with_coverage_outputs_report_the_unknown_share(tmp_path):
     signals = served.scored_signals(served.predict([texts[0], "zzzz qqqq wwww", "..."]))
     assert signals["unknown_texts"] == 2 and signals["unknown_share"] == pytest.approx((expected + 1) / 2)
     assert signals["empty_after_normalization"] == 1
+
+
+def test_a_stream_prior_moves_every_probability_by_the_same_odds_factor():
+    plain = load_configured_model({"MODEL_ENCODER_PATH": "off"}).model
+    adapted_state = load_configured_model({"MODEL_ENCODER_PATH": "off", "STREAM_NEGATIVE_PRIOR": "0.75"})
+    adapted = adapted_state.model
+    assert plain is not None and adapted is not None, adapted_state.reason
+    texts = ["the flight was fine", "lost my bag", "ok", "best crew ever", "delayed again"]
+    before = [p.negative_probability for p in plain.predict(texts)]
+    after = adapted.predict(texts)
+    # The model encodes a 50/50 prior (balanced class weights): odds multiply by 0.75 / 0.25 = 3.
+    for p, q in zip(before, after, strict=True):
+        assert q.negative_probability == pytest.approx(3 * p / (3 * p + 1 - p), rel=1e-6)
+        assert q.label == (
+            adapted.labels[0] if q.negative_probability >= adapted.threshold else adapted.labels[1]
+        )
+    assert sum(q.label == "negative" for q in after) >= sum(p >= plain.threshold for p in before)
+
+
+@pytest.mark.parametrize("value", ["74", "1", "0", "-0.2", "abc", "nan"])
+def test_an_invalid_stream_prior_keeps_the_app_from_serving_skewed_labels(value):
+    state = load_configured_model({"MODEL_ENCODER_PATH": "off", "STREAM_NEGATIVE_PRIOR": value})
+    assert state.model is None
+    assert state.summary == "invalid STREAM_NEGATIVE_PRIOR"
+    assert "STREAM_NEGATIVE_PRIOR" in (state.reason or "")

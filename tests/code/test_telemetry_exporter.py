@@ -29,6 +29,8 @@ SCORED_KEYS = {
     "topics",
     "empty_after_normalization",
     "unknown_share",  # the committed model has the n-gram coverage outputs
+    "encoder_texts",  # the committed cascade is loaded: its cost counts
+    "encoder_skipped",
 }
 FEEDBACK_KEYS = {
     "feedback_id",

@@ -31,11 +31,13 @@ from playwright import sync_api as playwright_api
 
 from devtools.local_host import HostProcess
 from devtools.telemetry_sink import OFFLINE_ENV
+from serving.contract import read_metadata
 
 expect = playwright_api.expect
 pytestmark = pytest.mark.slow  # a browser and two app processes: about 20 s in all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL = REPO_ROOT / "model" / "sentiment.onnx"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -386,7 +388,9 @@ def score_with_the_keyboard(page, text: str) -> dict:
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_layout_at_phone_tablet_and_desktop_widths(served: LocalHost, browser, tmp_path, width: int):
     _, health = served.get_json("health")
-    assert health["threshold"] == pytest.approx(0.43) and health["labels"] == ["negative", "positive"]
+    assert health["threshold"] == pytest.approx(read_metadata(MODEL)["threshold"])
+    assert health["labels"] == ["negative", "positive"]
+    percent = f"{health['threshold'] * 100:.0f} %"
     with watching(browser, width, WIDTHS[width]) as watched:
         page = open_page(watched, served)
         expect(page.locator("#model-version")).to_have_text(health["model_version"])
@@ -394,13 +398,13 @@ def test_layout_at_phone_tablet_and_desktop_widths(served: LocalHost, browser, t
         answer = score_with_the_keyboard(page, TWEET)
         assert len(answer["explanation"]) >= 3
 
-        # The threshold from /api/health: a mark at 43 % of the bar, its value under it, and in words.
+        # The threshold from /api/health: a mark at its place on the bar, its value under it, and in words.
         track, mark = box(page.locator(".prob .track")), box(page.locator("#threshold-mark"))
         centre = mark["x"] + mark["width"] / 2
         assert centre == pytest.approx(track["x"] + health["threshold"] * track["width"], abs=2.5)
         assert mark["height"] > track["height"], "the mark stands out of the bar"
-        expect(page.locator("#threshold-at")).to_have_text("43 %")
-        expect(page.locator("#threshold-text")).to_contain_text("negative from 43 %")
+        expect(page.locator("#threshold-at")).to_have_text(percent)
+        expect(page.locator("#threshold-text")).to_contain_text(f"negative from {percent}")
         fill = box(page.locator("#probability-fill"))
         assert fill["width"] == pytest.approx(answer["negative_probability"] * track["width"], abs=2.5)
         expect(page.get_by_role("heading", name="Words that drove the score")).to_be_visible()
@@ -495,7 +499,10 @@ def test_batch_paste_sort_and_download(served: LocalHost, browser, tmp_path):
             f"3 tweets scored. Negative share: {negatives / 3 * 100:.1f} % ({negatives} of 3)."
         )
         expect(page.locator("#batch-live")).to_have_attribute("aria-live", "polite")
-        expect(page.locator("#batch-threshold-text")).to_contain_text("negative from 43 %")
+        threshold = read_metadata(MODEL)["threshold"]
+        expect(page.locator("#batch-threshold-text")).to_contain_text(
+            f"negative from {threshold * 100:.0f} %"
+        )
         expect(page.locator("#batch-topics")).to_be_visible() if has_topics else expect(
             page.locator("#batch-topics")
         ).to_be_hidden()

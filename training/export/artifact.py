@@ -155,6 +155,20 @@ def export_model(model, path, parity_texts, metadata: dict) -> dict:
     data = onnx_model.SerializeToString()
     parity = check_parity(model, data, parity_texts)
     path = Path(path)
+    write_atomically(path, data)
+    properties = {p.key: json.loads(p.value) for p in onnx_model.metadata_props}
+    return {
+        "path": str(path),
+        "bytes": len(data),
+        "model_version": properties["model_version"],
+        "n_features": properties["n_features"],
+        "parity": parity,
+    }
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder: a served model file is
+    never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -165,14 +179,6 @@ def export_model(model, path, parity_texts, metadata: dict) -> dict:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    properties = {p.key: json.loads(p.value) for p in onnx_model.metadata_props}
-    return {
-        "path": str(path),
-        "bytes": len(data),
-        "model_version": properties["model_version"],
-        "n_features": properties["n_features"],
-        "parity": parity,
-    }
 
 
 def metadata_path(model_path: Path | str) -> Path:

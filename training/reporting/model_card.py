@@ -321,7 +321,10 @@ def write_card(
         *_missed_targets(facts),
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    from training.reporting.cascade_card import kept_section
+
+    kept = kept_section(path)  # the cascade's block, written by the cascade command, outlives this page
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""), encoding="utf-8")
     return path
 
 
