@@ -255,21 +255,14 @@ def run_self(args: list[str], env: dict[str, str], core: int | None = None) -> d
 
 # ------------------------------------------------------------------------------------------- cold start
 def cold_start(text: str, model_path: Path, encoder_path: Path, runs: int) -> dict:
-    from benchmarks.bench_serving import child_env, run_child
+    from benchmarks.bench_serving import alternating_runs, child_env
 
     envs = {
         "ngram_alone": child_env(MODEL_PATH=str(model_path), MODEL_ENCODER_PATH="off"),
         "cascade": child_env(MODEL_PATH=str(model_path), MODEL_ENCODER_PATH=str(encoder_path)),
     }
     args = ["-m", "benchmarks.cold_start", "serving", text]
-    for env in envs.values():  # one unmeasured run each: the page cache holds every file afterwards
-        run_child(args, env)
-    samples: dict[str, list[dict]] = {name: [] for name in envs}
-    for _ in range(runs):
-        for name, env in envs.items():
-            measured, wall, _ = run_child(args, env)
-            measured["process_wall_s"] = wall
-            samples[name].append(measured)
+    samples = alternating_runs({name: (args, env) for name, env in envs.items()}, runs)
     report: dict = {}
     for name, values in samples.items():
         report[name] = {

@@ -230,6 +230,20 @@ def import_breakdown(stderr: str, top: int, root: str | None = None) -> dict:
     return report
 
 
+def alternating_runs(ways: dict[str, tuple[list[str], dict[str, str]]], runs: int) -> dict[str, list[dict]]:
+    """Each way's child process ``runs`` times, the ways alternating (a slow spell of the machine hits
+    them alike), after one unmeasured run each (the page cache then holds every file)."""
+    for args, env in ways.values():
+        run_child(args, env)
+    samples: dict[str, list[dict]] = {name: [] for name in ways}
+    for _ in range(runs):
+        for name, (args, env) in ways.items():
+            measured, wall, _ = run_child(args, env)
+            measured["process_wall_s"] = wall
+            samples[name].append(measured)
+    return samples
+
+
 def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dict:
     env = child_env(MODEL_PATH=str(model_path))
     kinds = {
@@ -237,14 +251,7 @@ def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dic
         "runtime": ["-m", "benchmarks.cold_start", "runtime", text, str(model_path)],
         "prototype": ["-m", "benchmarks.cold_start", "prototype", text, str(joblib_path)],
     }
-    for args in kinds.values():  # one unmeasured run each: the page cache holds every file afterwards
-        run_child(args, env)
-    results: dict[str, list[dict]] = {name: [] for name in kinds}
-    for _ in range(runs):
-        for name, args in kinds.items():
-            measured, wall, _ = run_child(args, env)
-            measured["process_wall_s"] = wall
-            results[name].append(measured)
+    results = alternating_runs({name: (args, env) for name, args in kinds.items()}, runs)
     report = {}
     for name, samples in results.items():
         report[name] = {
