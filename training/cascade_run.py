@@ -55,6 +55,7 @@ def run_cascade(
     from serving.encoder import SentenceEncoder
     from serving.runtime import SentimentModel
     from training.dataset import build_dataset
+    from training.export.artifact import write_atomically
     from training.export.cascade import write_cascade
     from training.modeling.train import score_histogram
 
@@ -98,15 +99,21 @@ def run_cascade(
     )
     fit.facts["embedding"] = timings
     val_cascade = cascade_probability(val_p, fit.head.logit(val_vectors), fit.fusion, fit.band)
+    # Written beside the reports first: it replaces ``out_path`` only once it passes the parity gate.
+    candidate = report_dir / "cascade-candidate.onnx"
     written = write_cascade(
         encoder_path,
         fit,
         ngram.version,
-        out_path,
+        candidate,
         max_per_request=max_per_request,
         # The score-drift alert's baseline when the cascade answers: its own validation histogram.
         extra={"validation_histogram": score_histogram(val_cascade)},
     )
+    parity = check_parity(candidate, ngram.version, fit, validation.raw_texts, val_p, encoder)
+    write_atomically(out_path, candidate.read_bytes())
+    candidate.unlink()
+    written["path"] = str(out_path)
     log(f"wrote {out_path} ({written['bytes'] / 1e6:.1f} MB), cascade version {written['model_version']}")
 
     sets = {"internal_test": dataset.test, **dataset.external}
@@ -115,7 +122,6 @@ def run_cascade(
         results[name] = evaluate_parts(
             fit, split.labels, ngram_p(split.raw_texts), embeddings(split.raw_texts, name)
         )
-    parity = check_parity(out_path, ngram.version, fit, validation.raw_texts, val_p, encoder)
     report = {
         "cascade_version": written["model_version"],
         "ngram_model_version": ngram.version,
