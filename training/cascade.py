@@ -173,7 +173,11 @@ def fit_cascade(
     choice = []
     for share in sorted({*BAND_SHARES, band_share}):
         band = band_for_share(val_p, threshold, share)
-        fusion = fit_fusion(val_p, val_encoder, val_labels, band, threshold)
+        try:
+            fusion = fit_fusion(val_p, val_encoder, val_labels, band, threshold)
+        except ValueError as error:  # a small validation split: this share is not measurable
+            choice.append({"band_share": share, "band": list(band), "skipped": str(error)})
+            continue
         p = cascade_probability(val_p, val_encoder, fusion, band)
         choice.append(
             {

@@ -711,6 +711,7 @@ def cascade(
     ] = MODEL_CARD,
 ) -> None:
     """Fit the cascade (encoder head, uncertain band, fusion head) on the n-gram model's validation split."""
+    from serving.runtime import ModelLoadError
     from training.cascade_run import run_cascade
     from training.dataset import training_recipe
 
@@ -725,19 +726,23 @@ def cascade(
             "feedback_weight": feedback_weight,
             "feedback_holdout": feedback_holdout,
         }
-    report_data = run_cascade(
-        recipe=recipe,
-        ngram_path=ngram,
-        encoder_path=encoder,
-        out_path=out,
-        report_dir=report,
-        train_rows=train_rows,
-        band_share=band_share,
-        max_per_request=max_per_request,
-        seed=seed,
-        card=card,
-        log=typer.echo,
-    )
+    try:
+        report_data = run_cascade(
+            recipe=recipe,
+            ngram_path=ngram,
+            encoder_path=encoder,
+            out_path=out,
+            report_dir=report,
+            train_rows=train_rows,
+            band_share=band_share,
+            max_per_request=max_per_request,
+            seed=seed,
+            card=card,
+            log=typer.echo,
+        )
+    except (ValueError, FileNotFoundError, ModelLoadError) as error:  # data it was not trained on, no file
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
     for name, parts in report_data["test_sets"].items():
         figures = ", ".join(f"{part} F1 {parts[part]['f1']:.3f}" for part in ("ngram", "encoder", "cascade"))
         typer.echo(f"{name}: {figures}")

@@ -92,7 +92,8 @@ def section(report: dict, behaviour: dict[str, dict] | None = None, costs: dict 
         "| band share | band | validation macro-F1 | validation ROC-AUC |",
         "| --- | --- | --- | --- |",
     ]
-    for row in report["band_choice"]:
+    measured = [row for row in report["band_choice"] if "skipped" not in row]
+    for row in measured:
         share = f"{row['band_share']:.0%}"
         if row["band_share"] == report["band_share"]:
             share = f"**{share}**"
@@ -100,10 +101,10 @@ def section(report: dict, behaviour: dict[str, dict] | None = None, costs: dict 
             f"| {share} | [{row['band'][0]:.3f}, {row['band'][1]:.3f}] | {row['validation_f1']:.3f} "
             f"| {row['validation_roc_auc']:.3f} |"
         )
-    if report["band_choice"]:
+    if measured:
         lines += [
             "",
-            f"n-gram model alone: validation macro-F1 {report['band_choice'][0]['ngram_validation_f1']:.3f}.",
+            f"n-gram model alone: validation macro-F1 {measured[0]['ngram_validation_f1']:.3f}.",
         ]
     lines += [
         "",
