@@ -451,6 +451,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small sample sizes, to try the script out")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.data_dir:  # results name it DATA (``portable``), however it was given
+        os.environ.setdefault("SENTIMENT_DATA_DIR", str(args.data_dir))
     if args.quick:
         args.cold_runs, args.rounds, args.per_round, args.http_requests = 2, 2, 300, 2000
     model_path = args.model.resolve()
