@@ -45,7 +45,7 @@ IGNORE_FILE = ".funcignore"
 BUILD_INFO = "build_info.json"
 MODEL_FILE = PurePosixPath("model/sentiment.onnx")
 # The optional cascade beside it: when present, the version the app reports is the cascade's.
-CASCADE_FILE = PurePosixPath("model/encoder.onnx")
+CASCADE_FILE = MODEL_FILE.parent / contract.CASCADE_FILE_NAME
 SITE_PACKAGES = PurePosixPath(".python_packages/lib/site-packages")
 REQUIRED_FILES = (
     PurePosixPath("function_app.py"),
@@ -196,11 +196,11 @@ def served_identity(source: Path, metadata: dict) -> tuple[str, object]:
     """The version the app will report and its score-drift baseline: the cascade's when a cascade file is
     packaged (it must have been fitted with this n-gram model, or the app would serve the n-gram model
     alone), else the model's."""
-    cascade = source / CASCADE_FILE
-    if not cascade.is_file():
+    cascade_metadata = contract.paired_cascade_metadata(source / MODEL_FILE)
+    if cascade_metadata is None:
         return str(metadata[contract.MODEL_VERSION]), metadata.get(contract.VALIDATION_HISTOGRAM)
-    cascade_metadata = contract.read_metadata(cascade, strict=False)
-    fitted_with, packaged = cascade_metadata.get("ngram_model_version"), metadata[contract.MODEL_VERSION]
+    fitted_with = cascade_metadata.get(contract.NGRAM_VERSION_KEY)
+    packaged = metadata[contract.MODEL_VERSION]
     if fitted_with != packaged:
         raise PackageError(
             f"{CASCADE_FILE} was fitted with n-gram model {fitted_with}, not {packaged}: refit it "

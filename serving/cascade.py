@@ -21,17 +21,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from serving.contract import CASCADE_FILE_NAME, NGRAM_VERSION_KEY
 from serving.encoder import EncoderTokenizer
 
 NGRAM_INPUT = "ngram_probability"
 PROBABILITY_OUTPUT = "negative_probability"
 VERSION_KEY = "model_version"  # covers both parts: see training/export/cascade.py
-NGRAM_VERSION_KEY = "ngram_model_version"
 BAND_KEY = "band"
 THRESHOLD_KEY = "threshold"
 QUOTA_KEY = "max_per_request"
 ENCODER_PATH_SETTING = "MODEL_ENCODER_PATH"
-DEFAULT_ENCODER_PATH = "model/encoder.onnx"
+DEFAULT_ENCODER_PATH = f"model/{CASCADE_FILE_NAME}"
+# Probabilities are kept this far off 0 and 1 before their log-odds are taken (here and in the graph).
+EPSILON = 1e-6
 OFF_VALUES = {"off", "none", "false", "0"}
 
 # How a prediction was decided (the ``encoder`` field of an answer).
@@ -136,7 +138,7 @@ class Cascade:
 
 
 def _logit(p: float) -> float:
-    q = min(max(p, 1e-6), 1.0 - 1e-6)
+    q = min(max(p, EPSILON), 1.0 - EPSILON)
     return math.log(q / (1.0 - q))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 INPUT_NAME = "text"
@@ -57,6 +58,10 @@ COVERAGE_OUTPUTS = "coverage_outputs"
 # baseline of the score-drift alert.
 VALIDATION_HISTOGRAM = "validation_histogram"
 REQUIRED_METADATA = (MODEL_VERSION, NORMALIZER_VERSION_KEY, THRESHOLD, LABELS_KEY)
+# The optional cascade file beside the model (``serving.cascade``): its metadata names the n-gram model it
+# was fitted with, and its ``model_version`` is then the version the service answers under.
+CASCADE_FILE_NAME = "encoder.onnx"
+NGRAM_VERSION_KEY = "ngram_model_version"
 
 
 class ContractError(ValueError):
@@ -115,6 +120,13 @@ def explanation_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
 def coverage_outputs(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     """The n-gram coverage outputs a model declares (none for models that predate the key)."""
     return NGRAM_COVERAGE_OUTPUTS if metadata.get(COVERAGE_OUTPUTS) == list(NGRAM_COVERAGE_OUTPUTS) else ()
+
+
+def paired_cascade_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The metadata of the cascade file beside ``model_path`` (None when there is none): callers compare
+    its ``NGRAM_VERSION_KEY`` with the model's version to know whether the service would pair them."""
+    cascade = Path(model_path).parent / CASCADE_FILE_NAME
+    return read_metadata(cascade, strict=False) if cascade.is_file() else None
 
 
 def read_metadata(path: str | os.PathLike[str], *, strict: bool = True) -> dict[str, Any]:

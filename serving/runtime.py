@@ -271,8 +271,7 @@ class SentimentModel:
             scores: list[float] = negative_probabilities(
                 self.session, texts, deadline, match_topics_of if match_topics else None
             ).tolist()
-            how, ngram = self._second_opinion(raw_texts, scores, deadline)
-            self._adapt(scores)
+            how, ngram = self._final_probabilities(raw_texts, scores, deadline)
             return [
                 Prediction(self._label(p), p, None, found, None, not text, h, q)
                 for p, found, text, h, q in zip(scores, topics, texts, how, ngram, strict=True)
@@ -298,8 +297,7 @@ class SentimentModel:
                     shares[row] = 1.0 - k / n if n > 0 else None
 
         _each_chunk(texts, score_chunk, deadline, match_topics_of if match_topics else None)
-        how, ngram = self._second_opinion(raw_texts, probabilities, deadline)
-        self._adapt(probabilities)
+        how, ngram = self._final_probabilities(raw_texts, probabilities, deadline)
         return [
             Prediction(self._label(p), p, explanation, found, share, not text, h, q)
             for p, explanation, found, share, text, h, q in zip(
@@ -307,12 +305,15 @@ class SentimentModel:
             )
         ]
 
-    def _adapt(self, probabilities: list[float]) -> None:
-        """Prior adaptation in place (odds form: exact at 0 and 1)."""
-        ratio = self._prior_ratio
-        if ratio != 1.0:
-            for row, p in enumerate(probabilities):
-                probabilities[row] = ratio * p / (ratio * p + 1.0 - p)
+    def _final_probabilities(
+        self, raw_texts: list[str], probabilities: list[float], deadline: float | None
+    ) -> tuple[list[str], list[float | None]]:
+        """The n-gram probabilities, in place, turned into the answers: the cascade's second opinion on
+        the uncertain texts, then the stream's prior (``serving.prior``). Returns ``_second_opinion``'s."""
+        decided = self._second_opinion(raw_texts, probabilities, deadline)
+        if self._prior_ratio != 1.0:
+            probabilities[:] = prior.shift_odds(np.asarray(probabilities), self._prior_ratio).tolist()
+        return decided
 
     def _second_opinion(
         self, raw_texts: list[str], probabilities: list[float], deadline: float | None

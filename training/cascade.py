@@ -28,10 +28,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from serving.cascade import EPSILON
 from training.config import SEED
 from training.metrics import binary_metrics, predict_labels
 
-EPSILON = 1e-6
 HEAD_C_GRID = (0.3, 1.0, 3.0, 10.0)
 BAND_SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
 

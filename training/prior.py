@@ -33,7 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from serving.contract import DEFAULT_THRESHOLD, MODEL_VERSION, THRESHOLD, read_metadata
+from serving.contract import (
+    DEFAULT_THRESHOLD,
+    MODEL_VERSION,
+    NGRAM_VERSION_KEY,
+    THRESHOLD,
+    paired_cascade_metadata,
+    read_metadata,
+)
 from serving.prior import STREAM_PRIOR_SETTING, adjust, model_train_prior, prior_odds_ratio, shift_odds
 from training.config import SEED
 
@@ -275,11 +282,8 @@ def read_ledger(
 def served_version(model: Path, ngram_version: str) -> str:
     """The version the service stamps on its rows: the cascade's when the cascade file beside the model
     was fitted with it (the service then answers, and records, under the pair's version)."""
-    cascade = model.parent / "encoder.onnx"
-    if not cascade.is_file():
-        return ngram_version
-    paired = read_metadata(cascade, strict=False)
-    if paired.get("ngram_model_version") != ngram_version:
+    paired = paired_cascade_metadata(model)
+    if paired is None or paired.get(NGRAM_VERSION_KEY) != ngram_version:
         return ngram_version
     return str(paired[MODEL_VERSION])
 

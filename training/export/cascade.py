@@ -19,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from serving import cascade as serving_cascade
-from training.cascade import EPSILON, CascadeFit
+from training.cascade import CascadeFit
 from training.export.artifact import write_atomically
 
 EMBEDDING_OUTPUT = "embedding"
@@ -46,8 +46,8 @@ def append_heads(encoder: onnx.ModelProto, fit: CascadeFit) -> onnx.ModelProto:
 
     weights = constant("cascade_head_weights", fit.head.coef.reshape(-1, 1))
     head_bias = constant("cascade_head_bias", [fit.head.intercept])
-    low = constant("cascade_p_low", EPSILON)
-    high = constant("cascade_p_high", 1.0 - EPSILON)
+    low = constant("cascade_p_low", serving_cascade.EPSILON)
+    high = constant("cascade_p_high", 1.0 - serving_cascade.EPSILON)
     one = constant("cascade_one", 1.0)
     a = constant("cascade_fusion_ngram", fit.fusion.ngram)
     b = constant("cascade_fusion_encoder", fit.fusion.encoder)
