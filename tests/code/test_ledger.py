@@ -463,7 +463,10 @@ def test_a_killed_process_loses_at_most_its_queue(azurite):  # noqa: F811
         assert line, driver.stderr.read().decode()[-3000:] if driver.stderr else "driver ended"
         lines.append(json.loads(line))
     os.kill(driver.pid, signal.SIGKILL)
-    rest, _ = driver.communicate(timeout=30)
+    # Read on through the same buffered reader: communicate() reads the pipe directly and would skip
+    # what readline() has already buffered (the start of the next line).
+    rest = driver.stdout.read()
+    driver.wait(timeout=30)
     assert driver.returncode == -signal.SIGKILL
     # What it printed before dying: whole lines only (the kill may cut the last one short).
     lines += [json.loads(line) for line in rest.decode().splitlines(keepends=True) if line.endswith("\n")]
