@@ -1,13 +1,22 @@
 """Ledger and shadow benchmark: prints one JSON document and writes benchmarks/results/ledger.json.
 
-    python -m benchmarks.bench_ledger [--feedbacks 10000] [--predicts 4000] [--cold-runs 5] [--out FILE]
+    python -m benchmarks.bench_ledger [--feedbacks 10000] [--predicts 8000] [--paced-rate 400]
+                                      [--predict-rate 2000] [--layouts shared,isolated] [--cold-runs 5]
+                                      [--out FILE]
 
-Measured, in one run, against Azurite (the Table Storage emulator, npm, tests/js) on loopback:
-- feedback latency over HTTP at 16 concurrent keep-alive clients, through ``python -m devtools.local_host``
-  with the ledger on (each feedback: a signed id from an earlier predict, joined to its stored row, then
-  its row written before the answer), and whether every accepted feedback is a row afterwards;
+Measured, in one run, against Azurite (the Table Storage emulator, npm, tests/js) on loopback, with the
+n-gram model alone (``MODEL_ENCODER_PATH=off``: the fastest predict, so the ledger's share is largest):
+- feedback latency over HTTP through ``python -m devtools.local_host`` with the ledger on (each feedback: a
+  signed id from an earlier predict, joined to its stored row, then its row written before the answer):
+  1 client; 16 concurrent keep-alive clients sending as fast as answers come (closed loop: the latency of
+  a saturated machine); 16 clients sending at a fixed total rate (``--paced-rate``; latency counted from
+  each request's scheduled time, so a late answer also delays the count); whether every accepted feedback
+  is a row afterwards; the CPU each process spent per feedback;
 - predict latency at 16 clients with prediction rows stored vs. without a ledger (two hosts, rounds
-  interleaved so that noise from other work hits both alike);
+  interleaved so that noise from other work hits both alike), closed loop and paced (``--predict-rate``);
+- each in two layouts of the CPUs: ``shared`` (host, emulator and load client on every CPU) and
+  ``isolated`` (the host and the load client on the first CPU, the emulator on the others, as storage
+  runs elsewhere in Azure: its CPU is then not taken from the host);
 - cold start (``benchmarks.cold_start serving``, fresh interpreters, medians) without ledger settings,
   with them, and with a shadow model; in-process predict latency with and without the shadow.
 
@@ -26,6 +35,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +51,7 @@ TARGETS = {
     "predict_p99_ratio_stored_to_none": 1.2,
     "feedback_rows_lost": 0,
 }
+LAYOUTS = ("shared", "isolated")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -47,6 +59,7 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(OFFLINE_ENV)
     env.update(PYTHONUNBUFFERED="1", PREDICTION_ID_KEY="benchmark-key-0123456789abcdef")
+    env.update(MODEL_ENCODER_PATH="off")
     env.update(extra)
     return env
 
@@ -72,7 +85,7 @@ def _request(host: str, port: int, path: str, body: dict) -> bytes:
     return head.encode() + payload
 
 
-async def _client(host, port, requests, next_index, latencies, statuses, bodies) -> None:
+async def _client(host, port, requests, next_index, latencies, statuses, bodies, schedule) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -81,6 +94,9 @@ async def _client(host, port, requests, next_index, latencies, statuses, bodies)
                 return
             next_index[0] += 1
             started = time.perf_counter()
+            if schedule is not None:  # paced: wait for this request's time; a late one counts from it
+                await asyncio.sleep(max(0.0, schedule[index] - started))
+                started = schedule[index]
             writer.write(requests[index])
             status_line = await reader.readline()
             length = 0
@@ -100,9 +116,12 @@ async def _client(host, port, requests, next_index, latencies, statuses, bodies)
         writer.close()
 
 
-def load(base: str, path: str, bodies: list[dict], clients: int = 16, keep: bool = False) -> dict:
-    """Send every body once, ``clients`` at a time over keep-alive connections; latency summary, status
-    counts, the answers' bodies when ``keep`` (in completion order)."""
+def load(
+    base: str, path: str, bodies: list[dict], clients: int = 16, keep: bool = False, rate: float | None = None
+) -> dict:
+    """Send every body once, ``clients`` at a time over keep-alive connections (at ``rate`` requests/s in
+    all when given, else each as soon as its connection is free); latency summary, status counts, the
+    answers' bodies when ``keep`` (in completion order)."""
     host, port = base.removeprefix("http://").split(":")
     requests = [_request(host, int(port), path, body) for body in bodies]
     latencies: list[float] = []
@@ -113,8 +132,10 @@ def load(base: str, path: str, bodies: list[dict], clients: int = 16, keep: bool
 
     async def main() -> float:
         started = time.perf_counter()
+        schedule = None if rate is None else [started + 0.05 + i / rate for i in range(len(requests))]
         connections = [
-            _client(host, int(port), requests, shared, latencies, statuses, answers) for _ in range(clients)
+            _client(host, int(port), requests, shared, latencies, statuses, answers, schedule)
+            for _ in range(clients)
         ]
         await asyncio.gather(*connections)
         return time.perf_counter() - started
@@ -126,6 +147,8 @@ def load(base: str, path: str, bodies: list[dict], clients: int = 16, keep: bool
         "requests_per_s": round(len(latencies) / seconds, 1),
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
     }
+    if rate is not None:
+        result["offered_per_s"] = rate
     if keep:
         result["bodies"] = [json.loads(b) for b in answers or []]
     return result
@@ -145,25 +168,92 @@ def scoring_texts(count: int) -> list[str]:
     return (texts * (count // max(len(texts), 1) + 1))[:count]
 
 
-def http_part(azurite, texts: list[str], feedbacks: int, predicts: int, rounds: int) -> dict:
+@contextmanager
+def pinned(cpus: set[int]) -> Iterator[None]:
+    """Run on ``cpus`` (this thread, and the processes it starts meanwhile, which inherit it)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def layout_cpus(layout: str) -> tuple[set[int], set[int]]:
+    """(the CPUs of the host and the load client, the emulator's CPUs) for a layout."""
+    every = os.sched_getaffinity(0)
+    if layout == "shared" or len(every) < 2:
+        return every, every
+    first = min(every)
+    return {first}, every - {first}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (user + system)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    total = sum(process.cpu_times()[:2])
+    for child in process.children(recursive=True):
+        total += sum(child.cpu_times()[:2])
+    return total
+
+
+def feedback_load(azurite, host: HostProcess, bodies: list[dict], **options) -> dict:
+    """One feedback load (``load`` options), with the CPU the emulator and the host spent per request."""
+    before = {"storage": cpu_seconds(azurite.pid), "host": cpu_seconds(host.process.pid)}
+    result = load(host.base, "/api/feedback", bodies, **options)
+    after = {"storage": cpu_seconds(azurite.pid), "host": cpu_seconds(host.process.pid)}
+    result["cpu_ms_per_request"] = {
+        name: round((after[name] - before[name]) * 1000 / len(bodies), 3) for name in before
+    }
+    return result
+
+
+def stored_rows(azurite) -> set[str]:
     from azure.data.tables import TableServiceClient
 
-    with_ledger = HostProcess(env=child_env(LEDGER_CONNECTION_STRING=azurite.connection_string))
-    without = HostProcess(env=child_env())
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    return {e["RowKey"] for e in service.get_table_client("feedback").list_entities(select=["RowKey"])}
+
+
+def http_part(layout: str, texts: list[str], feedbacks: int, predicts: int, rounds: int, rates: dict) -> dict:
+    from tests.azurite import Azurite
+
+    host_cpus, storage_cpus = layout_cpus(layout)
+    with pinned(storage_cpus):
+        azurite = Azurite().start()
+    hosts: list[HostProcess] = []
     try:
-        # Warm-up: first requests of each worker (and the ledger's table creation).
-        for host in (with_ledger, without):
-            load(host.base, "/api/predict", [{"text": t} for t in texts[:400]])
-        # Predict p99, rows stored vs. no ledger, interleaved rounds.
-        per_round = predicts // rounds
+        with pinned(host_cpus):
+            hosts.append(HostProcess(env=child_env(LEDGER_CONNECTION_STRING=azurite.connection_string)))
+            hosts.append(HostProcess(env=child_env()))
+            return {
+                "cpus": {"host_and_client": sorted(host_cpus), "storage": sorted(storage_cpus)},
+                "server": f"python -m devtools.local_host (default workers): {hosts[0].server}",
+            } | _http_loads(azurite, *hosts, texts, feedbacks, predicts, rounds, rates)
+    finally:
+        for host in hosts:
+            host.stop()
+        azurite.stop()
+
+
+def _http_loads(azurite, with_ledger, without, texts, feedbacks, predicts, rounds, rates) -> dict:
+    # Warm-up: first requests of each worker (and the ledger's table creation).
+    for host in (with_ledger, without):
+        load(host.base, "/api/predict", [{"text": t} for t in texts[:400]])
+    # Predict p99, rows stored vs. no ledger, interleaved rounds: as fast as answers come, then paced.
+    per_round = predicts // rounds
+    predict: dict = {}
+    for mode, rate in (("predict_16_clients", None), ("predict_16_clients_paced", rates["predict"])):
         samples: dict[str, list[dict]] = {"stored": [], "none": []}
         for r in range(rounds):
             bodies = [{"text": t} for t in texts[r * per_round : (r + 1) * per_round]]
             for name, host in (("stored", with_ledger), ("none", without)):
-                samples[name].append(load(host.base, "/api/predict", bodies))
-        predict = {}
+                samples[name].append(load(host.base, "/api/predict", bodies, rate=rate))
+        predict[mode] = {"offered_per_s": rate} if rate else {}
         for name, runs in samples.items():
-            predict[name] = {
+            predict[mode][name] = {
                 "rounds_p50_ms": [x["p50_ms"] for x in runs],
                 "rounds_p99_ms": [x["p99_ms"] for x in runs],
                 "median_p50_ms": statistics.median(x["p50_ms"] for x in runs),
@@ -171,41 +261,42 @@ def http_part(azurite, texts: list[str], feedbacks: int, predicts: int, rounds: 
                 "requests_per_s": statistics.median(x["requests_per_s"] for x in runs),
                 "statuses": {k: sum(x["statuses"].get(k, 0) for x in runs) for k in ("200", "503", "500")},
             }
-        predict["ratio_p99_stored_to_none"] = round(
-            predict["stored"]["median_p99_ms"] / predict["none"]["median_p99_ms"], 3
-        )
-        predict["ratio_p50_stored_to_none"] = round(
-            predict["stored"]["median_p50_ms"] / predict["none"]["median_p50_ms"], 3
-        )
-        # Feedback: ids from real predictions (rows stored, so each feedback is joined), then N feedbacks.
-        batches = [{"texts": texts[i : i + 100]} for i in range(0, feedbacks, 100)]
-        scored = load(with_ledger.base, "/api/predict", batches, keep=True)
-        predictions = [p for body in scored["bodies"] for p in body["predictions"]][:feedbacks]
-        service = TableServiceClient.from_connection_string(azurite.connection_string)
-        time.sleep(2)  # let the writer store these rows, as they would be by the time a person answers
-        bodies = [
-            {"prediction_id": p["prediction_id"], "text": texts[i], "predicted_label": p["label"],
-             "negative_probability": p["negative_probability"], "correct": i % 4 != 0}
-            for i, p in enumerate(predictions)
-        ]  # fmt: skip
-        feedback_1 = load(with_ledger.base, "/api/feedback", bodies[:500], clients=1)
-        feedback = load(with_ledger.base, "/api/feedback", bodies, keep=True)
-        answers = feedback.pop("bodies")
+        for quantile in ("p99", "p50"):
+            predict[mode][f"ratio_{quantile}_stored_to_none"] = round(
+                predict[mode]["stored"][f"median_{quantile}_ms"]
+                / predict[mode]["none"][f"median_{quantile}_ms"],
+                3,
+            )
+    # Feedback: ids from real predictions (rows stored, so each feedback is joined), then N feedbacks.
+    batches = [{"texts": texts[i : i + 100]} for i in range(0, feedbacks, 100)]
+    scored = load(with_ledger.base, "/api/predict", batches, keep=True)
+    predictions = [p for body in scored["bodies"] for p in body["predictions"]][:feedbacks]
+    time.sleep(2)  # let the writer store these rows, as they would be by the time a person answers
+    bodies = [
+        {"prediction_id": p["prediction_id"], "text": texts[i], "predicted_label": p["label"],
+         "negative_probability": p["negative_probability"], "correct": i % 4 != 0}
+        for i, p in enumerate(predictions)
+    ]  # fmt: skip
+    feedback_1 = feedback_load(azurite, with_ledger, bodies[:500], clients=1)
+    feedback = feedback_load(azurite, with_ledger, bodies, keep=True)
+    paced = feedback_load(azurite, with_ledger, bodies, keep=True, rate=rates["feedback"])
+    rows = stored_rows(azurite)
+    for result in (feedback, paced):
+        answers = result.pop("bodies")
         accepted = {b["feedback_id"] for b in answers if "feedback_id" in b}
-        feedback["matched_prediction"] = sum(bool(b.get("matched_prediction")) for b in answers)
-        rows = {e["RowKey"] for e in service.get_table_client("feedback").list_entities(select=["RowKey"])}
-        feedback["accepted"] = len(accepted)
-        feedback["rows_found"] = len(accepted & rows)
-        feedback["rows_lost"] = len(accepted - rows)
-    finally:
-        with_ledger.stop()
-        without.stop()
+        result["matched_prediction"] = sum(bool(b.get("matched_prediction")) for b in answers)
+        result["accepted"] = len(accepted)
+        result["rows_found"] = len(accepted & rows)
+        result["rows_lost"] = len(accepted - rows)
+    storage_ms = feedback["cpu_ms_per_request"]["storage"]
     return {
-        "server": f"python -m devtools.local_host (default workers): {with_ledger.server}",
         "feedback_1_client": feedback_1,
         "feedback_16_clients": feedback,
-        "predict_16_clients": predict,
-    }
+        "feedback_16_clients_paced": paced,
+        # A closed loop of 16 clients on one single-threaded emulator waits at least 16 times the
+        # emulator's CPU per feedback, whatever the service does.
+        "feedback_16_clients_storage_floor_ms": round(16 * storage_ms, 1),
+    } | predict
 
 
 def breakdown_part(azurite, texts: list[str], count: int = 500) -> dict:
@@ -234,7 +325,7 @@ def breakdown_part(azurite, texts: list[str], count: int = 500) -> dict:
         lookups.append(looked - started)
         inserts.append(time.perf_counter() - looked)
     table = instance._ensure_table(ledger.PREDICTIONS_TABLE)
-    # The app's own transaction (ledger.upsert_batch) and the SDK's submit_transaction, interleaved.
+    # The app's own transaction (TableHttp.upsert_batch) and the SDK's submit_transaction, interleaved.
     timings: dict[str, tuple[list[float], list[float]]] = {"app": ([], []), "sdk": ([], [])}
     for b in range(20):
         for way, (walls, cpus) in timings.items():
@@ -246,7 +337,7 @@ def breakdown_part(azurite, texts: list[str], count: int = 500) -> dict:
             ]  # fmt: skip
             started, started_cpu = time.perf_counter(), time.thread_time()
             if way == "app":
-                ledger.upsert_batch(instance.service, ledger.PREDICTIONS_TABLE, entities)
+                instance.http.upsert_batch(ledger.PREDICTIONS_TABLE, entities)
             else:
                 table.submit_transaction([("upsert", e) for e in entities])
             walls.append(time.perf_counter() - started)
@@ -341,6 +432,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--feedbacks", type=int, default=10_000)
     parser.add_argument("--predicts", type=int, default=8_000, help="predict requests per host (all rounds)")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--paced-rate", type=float, default=400.0, help="feedbacks/s of the paced run")
+    parser.add_argument("--predict-rate", type=float, default=2000.0, help="predicts/s of the paced runs")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: shared, isolated")
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -359,26 +453,47 @@ def main(argv: list[str] | None = None) -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "storage": "Azurite (npm azurite-table, in memory) on 127.0.0.1, same machine",
+        "served": "the n-gram model alone (MODEL_ENCODER_PATH=off)",
+    }
+    layouts = [name for name in args.layouts.split(",") if name]
+    if unknown := set(layouts) - set(LAYOUTS):
+        parser.error(f"unknown layouts {sorted(unknown)}; known: {', '.join(LAYOUTS)}")
+    report["http"] = {
+        layout: http_part(
+            layout,
+            texts,
+            args.feedbacks,
+            args.predicts,
+            args.rounds,
+            {"feedback": args.paced_rate, "predict": args.predict_rate},
+        )
+        for layout in layouts
     }
     azurite = Azurite().start()
     try:
-        report["http"] = http_part(azurite, texts, args.feedbacks, args.predicts, args.rounds)
         report["breakdown_in_process"] = breakdown_part(azurite, texts)
         report["cold_start"] = cold_start_part(azurite, texts[0], args.cold_runs, shadow)
     finally:
         azurite.stop()
     report["shadow_in_process"] = shadow_part(texts[:3000], shadow, rounds=2)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    http = report["http"]
-    measured = {
-        "feedback_p99_ms_16_clients": http["feedback_16_clients"]["p99_ms"],
-        "predict_p99_ratio_stored_to_none": http["predict_16_clients"]["ratio_p99_stored_to_none"],
-        "feedback_rows_lost": http["feedback_16_clients"]["rows_lost"],
-    }
-    report["targets"] = {
-        name: {"measured": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
-        for name, value in measured.items()
-    }
+    report["targets"] = {}
+    for layout, http in report["http"].items():
+        measured = {
+            "feedback_p99_ms_16_clients": http["feedback_16_clients"]["p99_ms"],
+            "feedback_p99_ms_16_clients_paced": http["feedback_16_clients_paced"]["p99_ms"],
+            "predict_p99_ratio_stored_to_none": http["predict_16_clients"]["ratio_p99_stored_to_none"],
+            "predict_p99_ratio_stored_to_none_paced": http["predict_16_clients_paced"][
+                "ratio_p99_stored_to_none"
+            ],
+            "feedback_rows_lost": http["feedback_16_clients"]["rows_lost"]
+            + http["feedback_16_clients_paced"]["rows_lost"],
+        }
+        report["targets"][layout] = {
+            name: {"measured": value, "target": TARGETS[name.removesuffix("_paced")]}
+            | {"met": value <= TARGETS[name.removesuffix("_paced")]}
+            for name, value in measured.items()
+        }
     text = json.dumps(report, indent=2)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

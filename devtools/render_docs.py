@@ -384,36 +384,69 @@ def _p50_p99_rows(source: dict, keys: tuple[tuple[str, str], ...]) -> list[tuple
     ]
 
 
-def _ledger(data: dict) -> list[str]:
-    http = data.get("http", {})
+_LAYOUT_LABELS = {
+    "shared": "host, emulator and load client on every CPU",
+    "isolated": "host and load client on one CPU, emulator on the others",
+}
+
+
+def _ledger_http_rows(http: dict) -> list[tuple[str, str, str]]:
+    """Feedback and predict latency over HTTP, a row per figure, for one CPU layout."""
     rows = []
     for key, label in (
         ("feedback_1_client", "feedback, 1 client"),
-        ("feedback_16_clients", "feedback, 16 clients"),
+        ("feedback_16_clients", "feedback, 16 clients, closed loop"),
+        ("feedback_16_clients_paced", "feedback, 16 clients, paced"),
     ):
         figures = http.get(key)
         if figures:
+            cpu = figures.get("cpu_ms_per_request", {})
             rows.append(
                 (
                     f"{label} ({_num(figures.get('n'))} requests, "
                     f"{_num(figures.get('requests_per_s'), 0)}/s)",
                     f"{_num(figures.get('p50_ms'))} / {_num(figures.get('p99_ms'))} ms",
+                    f"{_num(cpu.get('host'))} / {_num(cpu.get('storage'))} ms" if cpu else "",
                 )
             )
-    for key, label in (
-        ("stored", "predict, 16 clients, prediction rows stored"),
-        ("none", "predict, 16 clients, no ledger"),
-    ):
-        figures = _get(http, f"predict_16_clients.{key}")
-        if figures:
-            rows.append(
-                (
-                    f"{label} ({_num(figures.get('requests_per_s'), 0)}/s)",
-                    f"{_num(figures.get('median_p50_ms'))} / {_num(figures.get('median_p99_ms'))} ms",
+    for mode, how in (("predict_16_clients", "closed loop"), ("predict_16_clients_paced", "paced")):
+        for key, label in (("stored", "prediction rows stored"), ("none", "no ledger")):
+            figures = _get(http, f"{mode}.{key}")
+            if figures:
+                rows.append(
+                    (
+                        f"predict, 16 clients, {how}, {label} ({_num(figures.get('requests_per_s'), 0)}/s)",
+                        f"{_num(figures.get('median_p50_ms'))} / {_num(figures.get('median_p99_ms'))} ms",
+                        "",
+                    )
                 )
+    return rows
+
+
+def _ledger(data: dict) -> list[str]:
+    lines = [f"Storage: {data.get('storage', '?')}; served: {data.get('served', '?')}.", ""]
+    for layout, http in data.get("http", {}).items():
+        lines += [f"Over HTTP, {_LAYOUT_LABELS.get(layout, layout)} (`{layout}`):", ""]
+        header = ("figure", "p50 / p99", "CPU per request: app / emulator")
+        lines += [*_table(header, _ledger_http_rows(http)), ""]
+        notes = []
+        if "feedback_16_clients_storage_floor_ms" in http:
+            notes.append(
+                "the emulator's CPU per feedback puts a floor of "
+                f"{_num(http['feedback_16_clients_storage_floor_ms'])} ms under the closed-loop latency"
             )
+        for key in ("feedback_16_clients", "feedback_16_clients_paced"):
+            run = http.get(key, {})
+            if "rows_lost" in run:
+                notes.append(
+                    f"{key.replace('_', ' ')}: {_num(run.get('accepted'))} accepted, "
+                    f"{_num(run.get('rows_found'))} rows found, {_num(run.get('rows_lost'))} lost"
+                )
+        if notes:
+            sentence = "; ".join(notes)
+            lines += [f"{sentence[0].upper()}{sentence[1:]}.", ""]
     breakdown = data.get("breakdown_in_process", {})
-    rows += _p50_p99_rows(
+    rows = _p50_p99_rows(
         breakdown,
         (
             ("join_point_read", "storage: the join's point read"),
@@ -436,7 +469,7 @@ def _ledger(data: dict) -> list[str]:
             ("shadow", "in-process predict, with a shadow model"),
         ),
     )
-    lines = [f"Storage: {data.get('storage', '?')}.", "", *_table(("figure", "p50 / p99"), rows), ""]
+    lines += ["In process:", "", *_table(("figure", "p50 / p99"), rows), ""]
     cold = data.get("cold_start", {})
     cold_rows = [
         (
@@ -450,14 +483,8 @@ def _ledger(data: dict) -> list[str]:
     if cold_rows:
         lines += ["Cold start (import, model load, first prediction):", ""]
         lines += [*_table(("settings", "median", "added"), cold_rows), ""]
-    lost = _get(http, "feedback_16_clients")
-    if lost:
-        lines += [
-            f"{_num(lost.get('n'))} feedbacks at 16 clients: {_num(lost.get('accepted'))} accepted, "
-            f"{_num(lost.get('rows_found'))} rows found, {_num(lost.get('rows_lost'))} lost.",
-            "",
-        ]
-    lines += _targets(data.get("targets", {}))
+    for layout, targets in data.get("targets", {}).items():
+        lines += [f"Targets, `{layout}`:", "", *_targets(targets)]
     return lines
 
 

@@ -5,8 +5,8 @@ Two tables, created at first use: ``feedback`` (one row per feedback, written be
 accepted feedback is durable) and ``predictions`` (one row per scored text, written in the background
 in entity-group transactions, so predict never waits for storage). Rows are partitioned by UTC day.
 
-Prediction rows pass through a bounded in-memory queue (``QUEUE_ROWS`` rows, ``QUEUE_TEXT_CHARS``
-characters of text): when it is full new rows are dropped and counted, and a batch that storage keeps
+Prediction rows pass through a bounded in-memory queue (``QUEUE_ROWS`` rows, ``QUEUE_BYTES`` bytes of
+their JSON): when it is full new rows are dropped and counted, and a batch that storage keeps
 refusing is dropped after ``WRITE_ATTEMPTS`` tries and counted too (both reported in the app log). The
 queue is flushed by ``flush()`` and at a normal exit (for up to ``SHUTDOWN_FLUSH_S``); a process killed
 outright loses the rows still queued, at most ``QUEUE_ROWS``.
@@ -21,7 +21,6 @@ import atexit
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -40,13 +39,15 @@ INCLUDE_TEXT_SETTING = "LEDGER_INCLUDE_TEXT"
 CLIENT_ID_SETTING = "AZURE_CLIENT_ID"
 PREDICTIONS_TABLE = "predictions"
 FEEDBACK_TABLE = "feedback"
+STORED_FIELDS = ("label", "negative_probability", "model_version")  # what the join reads
 
 # The queue of prediction rows not yet written: its bound is the most a crash can lose, and its memory is
-# bounded by rows and by text (8 M characters: at most 32 MB even for text outside the BMP).
+# bounded by rows and by their JSON, kept ready to send (ASCII: one byte a character, every non-ASCII
+# character escaped, 12 bytes for one outside the BMP).
 QUEUE_ROWS = 10_000
-QUEUE_TEXT_CHARS = 8_000_000
+QUEUE_BYTES = 16_000_000
 # One transaction: at most 100 entities of one partition (the service's limit) and a request under the
-# service's 4 MiB, estimated with every text character escaped as JSON (12 bytes, a surrogate pair).
+# service's 4 MiB.
 BATCH_ROWS = 100
 BATCH_BYTES = 3 * 1024 * 1024
 ROW_OVERHEAD_BYTES = 1024
@@ -127,6 +128,17 @@ class FeedbackRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedRow:
+    """A prediction row waiting for the writer: its partition and join fields, and its entity as JSON."""
+
+    partition: str
+    label: str
+    negative_probability: float
+    model_version: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class ScoredText:
     prediction_id: str
     label: str
@@ -136,6 +148,21 @@ class ScoredText:
 
 def utc_day(moment: datetime) -> str:
     return moment.strftime("%Y%m%d")
+
+
+_STAMP: tuple[int, str, str] = (0, "", "")  # the last second formatted: (POSIX second, day, ISO prefix)
+
+
+def stamp(moment: datetime) -> tuple[str, str]:
+    """(UTC day, ISO time) of ``moment``, the second's part formatted once per second: ``strftime`` costs
+    more than the rest of a prediction row."""
+    global _STAMP
+    second = int(moment.timestamp())
+    cached = _STAMP  # one reference read: threads never see a day and a time of different seconds
+    if cached[0] != second:
+        whole = datetime.fromtimestamp(second, UTC)
+        cached = _STAMP = (second, whole.strftime("%Y%m%d"), whole.strftime("%Y-%m-%dT%H:%M:%S"))
+    return cached[1], f"{cached[2]}.{moment.microsecond:06d}Z"
 
 
 def iso_utc(moment: datetime) -> str:
@@ -209,21 +236,25 @@ class Ledger:
         store_predictions: bool = True,
         include_text: bool = True,
         queue_rows: int = QUEUE_ROWS,
-        queue_text_chars: int = QUEUE_TEXT_CHARS,
+        queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         # Quiet the SDK's per-request INFO lines: one per storage call would flood the app log.
         logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
         self.service = service
+        from serving.table_http import TableHttp  # not at module import: without a ledger it is not needed
+
+        self.http = TableHttp(service, CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
         self.store_predictions = store_predictions
         self.include_text = include_text
         self.queue_rows = queue_rows
-        self.queue_text_chars = queue_text_chars
+        self.queue_bytes = queue_bytes
         self._tables: dict[str, TableClient] = {}
         self._created: set[str] = set()
         self._cond = threading.Condition()
-        self._pending: dict[str, dict[str, Any]] = {}  # queued or being written, by RowKey
+        self._pending: dict[str, QueuedRow] = {}  # queued or being written, by RowKey
         self._queue: deque[str] = deque()  # RowKeys not yet taken by the writer
-        self._pending_chars = 0
+        self._pending_bytes = 0
+        self._topics_json: dict[tuple[str, ...], str] = {}  # a few lexicon combinations, each once
         self._writer: threading.Thread | None = None
         self._closing = False
         self._flushing = 0  # callers waiting in flush(): the writer does not linger for them
@@ -258,40 +289,52 @@ class Ledger:
             return len(self._pending)
 
     def record_predictions(
-        self, scored: Sequence[ScoredText], model_version: str, topics: Sequence[Sequence[str]] | None = None
+        self,
+        scored: Sequence[ScoredText],
+        model_version: str,
+        topics: Sequence[Sequence[str]] | None = None,
+        *,
+        at: datetime | None = None,
     ) -> int:
         """Queue one row per scored text (never blocks on storage); returns how many were queued, the
-        others were dropped because the queue is full."""
+        others were dropped because the queue is full. ``at``: when they were scored (default: now).
+
+        Each row's JSON is written here, in the request, so that the writer thread only joins strings
+        and sends them: a writer building JSON would hold the interpreter lock that requests wait for."""
         if not self.store_predictions or not scored:
             return 0
-        now = datetime.now(UTC)
-        day, scored_at = utc_day(now), iso_utc(now)
+        day, scored_at = stamp(at or datetime.now(UTC))
+        head = f'{{"PartitionKey":"{day}","scored_at":"{scored_at}","model_version":{_json(model_version)}'
+        rows = []
+        for index, item in enumerate(scored):
+            names = tuple(topics[index]) if topics else ()
+            topics_json = self._topics_json.get(names)
+            if topics_json is None:
+                topics_json = self._topics_json[names] = _json(json.dumps(list(names)))
+            probability = float(item.negative_probability)
+            text = f',"text":{_json(item.text)}' if self.include_text else ""
+            body = (
+                f'{head},"RowKey":{_json(item.prediction_id)},"label":{_json(item.label)},'
+                f'"negative_probability":{probability!r},"negative_probability@odata.type":"Edm.Double",'
+                f'"topics":{topics_json}{text}}}'
+            )
+            rows.append((item.prediction_id, QueuedRow(day, item.label, probability, model_version, body)))
         queued = 0
         with self._cond:
-            for index, item in enumerate(scored):
-                chars = len(item.text) if self.include_text else 0
+            idle = not self._queue  # the writer waits for a first row only then
+            for key, row in rows:
+                size = len(row.body)
                 if (
                     self._closing
                     or len(self._pending) >= self.queue_rows
-                    or self._pending_chars + chars > self.queue_text_chars
+                    or self._pending_bytes + size > self.queue_bytes
                 ):
                     self.dropped_full += 1
                     self._drops_unreported += 1
                     continue
-                entity: dict[str, Any] = {
-                    "PartitionKey": day,
-                    "RowKey": item.prediction_id,
-                    "label": item.label,
-                    "negative_probability": float(item.negative_probability),
-                    "model_version": model_version,
-                    "topics": json.dumps(list(topics[index]) if topics else []),
-                    "scored_at": scored_at,
-                }
-                if self.include_text:
-                    entity["text"] = item.text
-                self._pending[item.prediction_id] = entity
-                self._queue.append(item.prediction_id)
-                self._pending_chars += chars
+                self._pending[key] = row
+                self._queue.append(key)
+                self._pending_bytes += size
                 queued += 1
             if queued:
                 if self._writer is None:
@@ -299,7 +342,10 @@ class Ledger:
                         target=self._write_loop, name="ledger-writer", daemon=True
                     )
                     self._writer.start()
-                self._cond.notify_all()
+                # Wake the writer for a first row or a full batch only: a wake-up per request would hand
+                # the interpreter lock to the writer and back for every predict.
+                if idle or len(self._queue) >= BATCH_ROWS:
+                    self._cond.notify_all()
         if queued < len(scored):
             self._report_drops()
         return queued
@@ -311,29 +357,29 @@ class Ledger:
                 return
             count, self._drops_unreported, self._drops_reported_at = self._drops_unreported, 0, now
         log.warning(
-            "ledger queue full (%d rows or %d text characters): %d prediction rows dropped",
+            "ledger queue full (%d rows or %d bytes): %d prediction rows dropped",
             self.queue_rows,
-            self.queue_text_chars,
+            self.queue_bytes,
             count,
         )
 
-    def _take_batch(self) -> list[dict[str, Any]]:
+    def _take_batch(self) -> list[tuple[str, QueuedRow]]:
         """Up to BATCH_ROWS queued rows of the first row's partition, within BATCH_BYTES (called with
         the lock held; rows of another partition stay queued, in order)."""
-        batch: list[dict[str, Any]] = []
+        batch: list[tuple[str, QueuedRow]] = []
         skipped: list[str] = []
         size = 0
-        partition = self._pending[self._queue[0]]["PartitionKey"]
+        partition = self._pending[self._queue[0]].partition
         while self._queue and len(batch) < BATCH_ROWS:
             key = self._queue[0]
-            entity = self._pending[key]
-            if entity["PartitionKey"] != partition:
+            row = self._pending[key]
+            if row.partition != partition:
                 skipped.append(self._queue.popleft())
                 continue
-            row_bytes = ROW_OVERHEAD_BYTES + 12 * len(entity.get("text", ""))
+            row_bytes = ROW_OVERHEAD_BYTES + len(row.body)
             if batch and size + row_bytes > BATCH_BYTES:
                 break
-            batch.append(entity)
+            batch.append((key, row))
             size += row_bytes
             self._queue.popleft()
         self._queue.extendleft(reversed(skipped))
@@ -357,20 +403,20 @@ class Ledger:
                 batch = self._take_batch()
             written = self._write_batch(batch)
             with self._cond:
-                for entity in batch:
-                    del self._pending[entity["RowKey"]]
-                    self._pending_chars -= len(entity.get("text", ""))
+                for key, row in batch:
+                    del self._pending[key]
+                    self._pending_bytes -= len(row.body)
                 if written:
                     self.written += len(batch)
                 else:
                     self.dropped_failed += len(batch)
                 self._cond.notify_all()
 
-    def _write_batch(self, batch: list[dict[str, Any]]) -> bool:
+    def _write_batch(self, batch: list[tuple[str, QueuedRow]]) -> bool:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 self._ensure_table(PREDICTIONS_TABLE)
-                upsert_batch(self.service, PREDICTIONS_TABLE, batch)
+                self.http.upsert_json(PREDICTIONS_TABLE, [(r.partition, k, r.body) for k, r in batch])
                 return True
             except Exception as error:
                 self._created.discard(PREDICTIONS_TABLE)  # create it again if storage lost it
@@ -434,31 +480,24 @@ class Ledger:
     def find_prediction(self, prediction_id: str) -> StoredPrediction | None:
         """The stored prediction (queued here, or in today's or yesterday's partition: feedback comes
         within minutes); None when not found. Raises LedgerUnavailable when storage cannot answer."""
-        from azure.core.exceptions import ResourceNotFoundError
+        from serving.table_http import TableCallFailed
 
         with self._cond:
-            entity = self._pending.get(prediction_id)
-        if entity is None:
-            self._check_up()
-            today = datetime.now(UTC)
-            table = self._table(PREDICTIONS_TABLE)
-            for day in (today, today - timedelta(days=1)):
-                try:
-                    entity = table.get_entity(
-                        utc_day(day),
-                        prediction_id,
-                        select=["label", "negative_probability", "model_version"],
-                    )
-                    break
-                except ResourceNotFoundError:  # no such row, or no table yet
-                    continue
-                except Exception as error:
-                    raise self._failed("look the prediction up", error, None) from None
-        if entity is None:
-            return None
-        return StoredPrediction(
-            str(entity["label"]), float(entity["negative_probability"]), str(entity["model_version"])
-        )
+            queued = self._pending.get(prediction_id)
+        if queued is not None:
+            return StoredPrediction(queued.label, queued.negative_probability, queued.model_version)
+        self._check_up()
+        today = datetime.now(UTC)
+        for day in (today, today - timedelta(days=1)):
+            try:
+                entity = self.http.get(PREDICTIONS_TABLE, utc_day(day), prediction_id, STORED_FIELDS)
+            except TableCallFailed as error:
+                raise self._failed("look the prediction up", error, None) from None
+            if entity is not None:  # None: no such row, or no table yet
+                return StoredPrediction(
+                    str(entity["label"]), float(entity["negative_probability"]), str(entity["model_version"])
+                )
+        return None
 
     def record_feedback(
         self,
@@ -522,84 +561,26 @@ class Ledger:
             raise
 
     def _insert_feedback(self, entity: dict[str, Any], record: FeedbackRecord) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
+        from serving.table_http import TableCallFailed
 
         for attempt in range(2):
             try:
-                self._ensure_table(FEEDBACK_TABLE).create_entity(entity)
+                if FEEDBACK_TABLE not in self._created:
+                    self._ensure_table(FEEDBACK_TABLE)
+                self.http.insert(FEEDBACK_TABLE, entity)
                 return
-            except ResourceNotFoundError as error:  # the table is gone: create it again, once
+            except TableCallFailed as error:
                 self._created.discard(FEEDBACK_TABLE)
-                if attempt:
+                if error.status != 404 or attempt:  # 404: the table is gone; create it again, once
                     raise self._failed("write the feedback", error, record) from None
-            except Exception as error:
+            except Exception as error:  # the table could not be created
                 self._created.discard(FEEDBACK_TABLE)
                 raise self._failed("write the feedback", error, record) from None
-
-
-class BatchRefused(RuntimeError):
-    """The table service refused an entity-group transaction (the message holds its answer)."""
-
-
-def upsert_batch(service: TableServiceClient, table: str, entities: Sequence[dict[str, Any]]) -> None:
-    """Insert-or-replace ``entities`` (one partition, at most 100) in one entity-group transaction.
-
-    The SDK's ``submit_transaction`` builds and parses the multipart message with the ``email`` package:
-    about 0.3 ms of CPU per row, more than scoring the text, spent in the process that serves requests.
-    The message is plain text (the Table service's ``$batch`` format), so it is written here directly and
-    sent through the client's own pipeline (same credentials, timeouts and policies); the answer's
-    status lines are all that is read. Strings and the probability (typed ``Edm.Double``) only."""
-    from azure.core.rest import HttpRequest
-
-    account = service.url.rstrip("/")
-    batch, changeset = f"batch_{os.urandom(8).hex()}", f"changeset_{os.urandom(8).hex()}"
-    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
-    for entity in entities:
-        body = dict(entity)
-        for key, value in entity.items():
-            if isinstance(value, float):
-                body[f"{key}@odata.type"] = "Edm.Double"
-        keys = f"PartitionKey='{_quote(entity['PartitionKey'])}',RowKey='{_quote(entity['RowKey'])}'"
-        parts.append(
-            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-            f"PUT {account}/{table}({keys}) HTTP/1.1\r\n"
-            "Content-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
-            "Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n"
-            f"{json.dumps(body, separators=(',', ':'))}\r\n"
-        )
-    parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
-    request = HttpRequest(
-        "POST",
-        f"{account}/$batch",
-        headers={
-            "Content-Type": f"multipart/mixed; boundary={batch}",
-            "Accept": "application/json",
-            "DataServiceVersion": "3.0",
-            "MaxDataServiceVersion": "3.0;NetFx",
-        },
-        content="".join(parts).encode("utf-8"),
-    )
-    # The pipeline the SDK itself uses; streamed, so that its JSON decoder leaves the multipart answer alone.
-    response = service._client._client.send_request(request, stream=True)
-    try:
-        answer = response.read().decode("utf-8", "replace")
-    finally:
-        response.close()
-    statuses = _STATUS_LINE.findall(answer)
-    if response.status_code != 202 or len(statuses) != len(entities) or any(s[0] != "2" for s in statuses):
-        raise BatchRefused(f"$batch answered {response.status_code}: {answer[:300]}")
-
-
-_STATUS_LINE = re.compile(r"^HTTP/1\.1 (\d{3})", re.MULTILINE)
-
-
-def _quote(key: str) -> str:
-    """A key inside the OData URL: quotes doubled, then percent-encoded."""
-    from urllib.parse import quote
-
-    return quote(key.replace("'", "''"), safe="")
 
 
 def _short(error: BaseException) -> str:
     """The first line of an SDK error (they carry whole responses)."""
     return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}"
+
+
+_json = json.encoder.encode_basestring_ascii  # a str as a JSON string, every non-ASCII character escaped

@@ -59,6 +59,11 @@ class Azurite:
         )
 
     @property
+    def pid(self) -> int | None:
+        """The emulator's process id while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

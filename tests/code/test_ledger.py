@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -361,29 +362,35 @@ def test_a_full_queue_drops_new_rows_and_counts_them(azurite, caplog):  # noqa: 
 
 
 def test_batches_respect_the_transaction_limits(app_ledger, azurite):  # noqa: F811
-    """Rows of two days and long texts outside the BMP: every transaction holds one partition, at most 100
-    rows and under 4 MiB, and every row lands."""
+    """Rows of two days, interleaved, and long texts outside the BMP: every transaction holds one
+    partition, at most 100 rows and under 4 MiB, and every row lands with its text."""
     sizes = []
     original = app_ledger._write_batch
 
     def spy(batch):
-        sizes.append((len(batch), {e["PartitionKey"] for e in batch}, len(json.dumps(batch))))
+        sizes.append(
+            (len(batch), {row.partition for _, row in batch}, sum(len(row.body) for _, row in batch))
+        )
         return original(batch)
 
     app_ledger._write_batch = spy
     long_text = "\U0001f621" * 5000
     scored = [ledger.ScoredText(f"a{i:05d}", "negative", 0.5, long_text) for i in range(150)]
     scored += [ledger.ScoredText(f"b{i:05d}", "positive", 0.1, "ok") for i in range(250)]
-    with app_ledger._cond:  # queue everything before the writer takes a batch; half of it "yesterday"
-        app_ledger.record_predictions(scored, "v1")
-        for key in list(app_ledger._pending)[::2]:
-            app_ledger._pending[key]["PartitionKey"] = "20000101"
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    with app_ledger._cond:  # queue everything before the writer takes a batch; every other row "yesterday"
+        for i, item in enumerate(scored):
+            app_ledger.record_predictions([item], "v1", at=yesterday if i % 2 else None)
     assert app_ledger.flush(60)
     assert app_ledger.written == 400 and app_ledger.dropped_failed == 0
     assert all(n <= 100 and len(days) == 1 and size < 4 * 2**20 for n, days, size in sizes), sizes
     assert max(size for _, _, size in sizes) > 2**20, "long texts make large batches (the case tested)"
     stored = rows(azurite, "predictions")
     assert len(stored) == 400 and stored["a00000"]["text"] == long_text
+    assert {e["PartitionKey"] for e in stored.values()} == {
+        ledger.utc_day(datetime.now(UTC)),
+        ledger.utc_day(yesterday),
+    }
 
 
 # -------------------------------------------------------------------------------- volume, exit, crash
