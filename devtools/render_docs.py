@@ -470,6 +470,12 @@ def _ledger(data: dict) -> list[str]:
         ),
     )
     lines += ["In process:", "", *_table(("figure", "p50 / p99"), rows), ""]
+    if "writer_rows_per_s" in breakdown:
+        lines += [
+            f"The writer stores {_num(breakdown['writer_rows_per_s'], 0)} prediction rows a second "
+            f"(a queue of {_num(breakdown.get('writer_rows_queued'))} real tweets, flushed; median of 3).",
+            "",
+        ]
     cold = data.get("cold_start", {})
     cold_rows = [
         (

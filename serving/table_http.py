@@ -81,7 +81,8 @@ class TableHttp:
             return None
         if status != 200:
             raise TableCallFailed(status, answer[:300].decode("utf-8", "replace"))
-        return json.loads(answer)
+        entity: dict[str, Any] = json.loads(answer)
+        return entity
 
     def insert(self, table: str, entity: dict[str, Any]) -> None:
         """Insert one entity; TableCallFailed(404) when the table does not exist."""
