@@ -146,6 +146,7 @@ print(json.dumps({
     "tables": "azure.data.tables" in sys.modules,
     "identity": "azure.identity" in sys.modules,
     "core": "azure.core" in sys.modules,
+    "table_http": "serving.table_http" in sys.modules,
 }))
 """
 
@@ -156,7 +157,7 @@ def test_without_a_ledger_setting_storage_libraries_are_never_imported():
     assert found["ledger"] is False
     assert (found["predict"], found["feedback"]) == (200, 202)
     assert found["feedback_body"]["matched_prediction"] is True  # signature only, as without a ledger
-    assert not found["tables"] and not found["identity"] and not found["core"]
+    assert not found["tables"] and not found["identity"] and not found["core"] and not found["table_http"]
 
 
 def test_a_ledger_setting_loads_the_ledger_and_an_unreachable_store_fails_only_feedback():
@@ -168,7 +169,7 @@ def test_a_ledger_setting_loads_the_ledger_and_an_unreachable_store_fails_only_f
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     )
     found = run_app_in_subprocess(IMPORTS_SCRIPT, LEDGER_CONNECTION_STRING=connection)
-    assert found["ledger"] is True and found["tables"]
+    assert found["ledger"] is True and found["tables"] and found["table_http"]
     assert not found["identity"], "a connection string needs no identity library"
     assert (found["predict"], found["feedback"]) == (200, 503)
     assert found["feedback_body"]["error"]["code"] == "ledger_unavailable"
