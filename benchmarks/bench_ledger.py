@@ -324,7 +324,8 @@ def breakdown_part(azurite, texts: list[str], count: int = 500) -> dict:
         )  # fmt: skip
         lookups.append(looked - started)
         inserts.append(time.perf_counter() - looked)
-    table = instance._ensure_table(ledger.PREDICTIONS_TABLE)
+    instance._ensure_table(ledger.PREDICTIONS_TABLE)
+    table = instance.service.get_table_client(ledger.PREDICTIONS_TABLE)
     # The app's own transaction (TableHttp.upsert_batch) and the SDK's submit_transaction, interleaved.
     timings: dict[str, tuple[list[float], list[float]]] = {"app": ([], []), "sdk": ([], [])}
     for b in range(20):

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, TableServiceClient
+    from azure.data.tables import TableServiceClient
 
 CONNECTION_STRING_SETTING = "LEDGER_CONNECTION_STRING"
 TABLE_ENDPOINT_SETTING = "LEDGER_TABLE_ENDPOINT"
@@ -165,10 +165,6 @@ def stamp(moment: datetime) -> tuple[str, str]:
     return cached[1], f"{cached[2]}.{moment.microsecond:06d}Z"
 
 
-def iso_utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def connect(settings: LedgerSettings) -> TableServiceClient:
     """The table service client: the connection string when given (it takes precedence), else the
     endpoint with the app's managed identity (the user-assigned one named by AZURE_CLIENT_ID, or
@@ -248,7 +244,6 @@ class Ledger:
         self.include_text = include_text
         self.queue_rows = queue_rows
         self.queue_bytes = queue_bytes
-        self._tables: dict[str, TableClient] = {}
         self._created: set[str] = set()
         self._cond = threading.Condition()
         self._pending: dict[str, QueuedRow] = {}  # queued or being written, by RowKey
@@ -266,20 +261,12 @@ class Ledger:
         self.dropped_failed = 0
 
     # --------------------------------------------------------------------------------- tables
-    def _table(self, name: str) -> TableClient:
-        client = self._tables.get(name)
-        if client is None:
-            client = self._tables[name] = self.service.get_table_client(name)
-        return client
-
-    def _ensure_table(self, name: str) -> TableClient:
-        """The table, created if missing the first time this process uses it (or after a write found
-        it gone)."""
-        client = self._table(name)
+    def _ensure_table(self, name: str) -> None:
+        """Create the table if missing, the first time this process uses it (or after a write found it
+        gone)."""
         if name not in self._created:
             self.service.create_table_if_not_exists(name)
             self._created.add(name)
-        return client
 
     # ----------------------------------------------------------------------------- predictions
     @property
@@ -532,17 +519,17 @@ class Ledger:
             error.record = record
             raise
         self._check_up_for(record)
-        now = datetime.now(UTC)
+        day, received_at = stamp(datetime.now(UTC))
         other = [label for label in labels if label != record.predicted_label]
         entity: dict[str, Any] = {
-            "PartitionKey": utc_day(now),
+            "PartitionKey": day,
             "RowKey": feedback_id,
             "predicted_label": record.predicted_label,
             "correct": bool(correct),
             "true_label": record.predicted_label if correct or not other else other[0],
             "model_version": record.model_version,
             "matched_prediction": record.matched_prediction,
-            "received_at": iso_utc(now),
+            "received_at": received_at,
         }
         if prediction_id is not None:
             entity["prediction_id"] = prediction_id
@@ -565,8 +552,7 @@ class Ledger:
 
         for attempt in range(2):
             try:
-                if FEEDBACK_TABLE not in self._created:
-                    self._ensure_table(FEEDBACK_TABLE)
+                self._ensure_table(FEEDBACK_TABLE)
                 self.http.insert(FEEDBACK_TABLE, entity)
                 return
             except TableCallFailed as error:
