@@ -211,22 +211,12 @@ def child_batch(texts_file: str, model_path: str, encoder_path: str, runs: int) 
 
 def child_rss(texts_file: str, key: str) -> dict:
     """Import the function app (it loads the models), answer one batch request, report peak RSS."""
-    import azure.functions as func
-
     import function_app
+    from benchmarks.cold_start import call_predict
 
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    predict = functions["predict"].get_user_function()
     texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))[key]
-    request = func.HttpRequest(
-        method="POST",
-        url="http://127.0.0.1/api/predict",
-        headers={"Content-Type": "application/json"},
-        body=json.dumps({"texts": texts}).encode(),
-    )
-    response = predict(request)
-    if response.status_code != 200:
-        raise SystemExit(f"predict answered {response.status_code}: {response.get_body()[:300]!r}")
+    call_predict(functions["predict"].get_user_function(), {"texts": texts})
     # VmHWM starts afresh at exec (ru_maxrss would carry over the parent's peak from before the fork).
     status = Path("/proc/self/status").read_text()
     return {
@@ -255,23 +245,14 @@ def run_self(args: list[str], env: dict[str, str], core: int | None = None) -> d
 
 # ------------------------------------------------------------------------------------------- cold start
 def cold_start(text: str, model_path: Path, encoder_path: Path, runs: int) -> dict:
-    from benchmarks.bench_serving import alternating_runs, child_env
+    from benchmarks.bench_serving import alternating_runs, child_env, cold_start_medians
 
     envs = {
         "ngram_alone": child_env(MODEL_PATH=str(model_path), MODEL_ENCODER_PATH="off"),
         "cascade": child_env(MODEL_PATH=str(model_path), MODEL_ENCODER_PATH=str(encoder_path)),
     }
     args = ["-m", "benchmarks.cold_start", "serving", text]
-    samples = alternating_runs({name: (args, env) for name, env in envs.items()}, runs)
-    report: dict = {}
-    for name, values in samples.items():
-        report[name] = {
-            key: round(statistics.median(v[key] for v in values), 4)
-            for key in values[0]
-            if isinstance(values[0][key], float)
-        }
-        report[name]["runs"] = len(values)
-        report[name]["total_s_samples"] = [round(v["total_s"], 4) for v in values]
+    report = cold_start_medians(alternating_runs({name: (args, env) for name, env in envs.items()}, runs))
     report["added_s"] = round(report["cascade"]["total_s"] - report["ngram_alone"]["total_s"], 4)
     return report
 

@@ -244,14 +244,9 @@ def alternating_runs(ways: dict[str, tuple[list[str], dict[str, str]]], runs: in
     return samples
 
 
-def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dict:
-    env = child_env(MODEL_PATH=str(model_path))
-    kinds = {
-        "serving": ["-m", "benchmarks.cold_start", "serving", text],
-        "runtime": ["-m", "benchmarks.cold_start", "runtime", text, str(model_path)],
-        "prototype": ["-m", "benchmarks.cold_start", "prototype", text, str(joblib_path)],
-    }
-    results = alternating_runs({name: (args, env) for name, args in kinds.items()}, runs)
+def cold_start_medians(results: dict[str, list[dict]]) -> dict:
+    """Per kind of start: the median of each timing of ``benchmarks.cold_start``'s JSON lines, the run
+    count and every total."""
     report = {}
     for name, samples in results.items():
         report[name] = {
@@ -261,6 +256,17 @@ def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dic
         }
         report[name]["runs"] = len(samples)
         report[name]["total_s_samples"] = [round(s["total_s"], 4) for s in samples]
+    return report
+
+
+def cold_start(text: str, model_path: Path, joblib_path: Path, runs: int) -> dict:
+    env = child_env(MODEL_PATH=str(model_path))
+    kinds = {
+        "serving": ["-m", "benchmarks.cold_start", "serving", text],
+        "runtime": ["-m", "benchmarks.cold_start", "runtime", text, str(model_path)],
+        "prototype": ["-m", "benchmarks.cold_start", "prototype", text, str(joblib_path)],
+    }
+    report = cold_start_medians(alternating_runs({name: (args, env) for name, args in kinds.items()}, runs))
     _, _, serving_imports = run_child(["-X", "importtime", *kinds["serving"]], env)
     _, _, prototype_imports = run_child(["-X", "importtime", *kinds["prototype"]], env)
     report["import_time_serving"] = import_breakdown(serving_imports, 10, root="function_app")

@@ -23,7 +23,7 @@ import sys  # noqa: E402
 
 
 def serving(text: str) -> dict:
-    import azure.functions as func  # the framework first: the Functions worker needs it in any case
+    import azure.functions  # noqa: F401  the framework first: the Functions worker needs it in any case
 
     framework = time.perf_counter()
     import function_app
@@ -32,16 +32,8 @@ def serving(text: str) -> dict:
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
     predict = functions["predict"].get_user_function()
     indexed = time.perf_counter()
-    request = func.HttpRequest(
-        method="POST",
-        url="http://127.0.0.1/api/predict",
-        headers={"Content-Type": "application/json"},
-        body=json.dumps({"text": text}).encode(),
-    )
-    response = predict(request)
+    response = call_predict(predict, {"text": text})
     answered = time.perf_counter()
-    if response.status_code != 200:
-        raise SystemExit(f"predict answered {response.status_code}: {response.get_body()[:300]!r}")
     return {
         "framework_import_s": framework - STARTED,
         "app_import_and_model_load_s": imported - framework,
@@ -50,6 +42,22 @@ def serving(text: str) -> dict:
         "total_s": answered - STARTED,
         "label": json.loads(response.get_body())["label"],
     }
+
+
+def call_predict(predict, body: dict):
+    """The registered predict function's answer to a POST of ``body``; exits unless it is a 200."""
+    import azure.functions as func
+
+    request = func.HttpRequest(
+        method="POST",
+        url="http://127.0.0.1/api/predict",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(body).encode(),
+    )
+    response = predict(request)
+    if response.status_code != 200:
+        raise SystemExit(f"predict answered {response.status_code}: {response.get_body()[:300]!r}")
+    return response
 
 
 def runtime(text: str, model_path: str) -> dict:
