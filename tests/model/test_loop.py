@@ -10,25 +10,19 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from devtools.local_host import HostProcess
 from devtools.telemetry_sink import OFFLINE_ENV
 from tests.app_fixtures import HttpClient
 from tests.azurite import Azurite, azurite, azurite_server  # noqa: F401 (fixtures)
+from tests.training_cli import cli, train_baseline
 from tests.tweet_factory import write_labelled_csv
-from training.cli import app
 
 pytestmark = pytest.mark.slow
 
 # A word the champion never saw, in tweets made only of words it never saw: nothing else it learned
 # is touched by the feedback, so the test sets measure the cost of learning the new word alone.
 NEW_WORD = "zorbly"
-
-
-def cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(arg) for arg in args])
-    return result.exit_code, result.output
 
 
 def new_word_tweets(count: int) -> list[str]:
@@ -88,12 +82,7 @@ def champion(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("loop")
     write_labelled_csv(root / "train.csv", 3_000, seed=41)
     write_labelled_csv(root / "test.csv", 2_000, seed=42)
-    status, output = cli(
-        "train", "--data", root / "train.csv", "--candidates", "baseline", "--out", root / "run",
-        "--export", root / "champion.onnx",
-    )  # fmt: skip
-    assert status == 0, output
-    return root / "champion.onnx"
+    return train_baseline(root / "train.csv", root / "run", root / "champion.onnx")
 
 
 def test_feedback_on_a_new_word_makes_a_challenger_that_passes_the_gate(champion, azurite):  # noqa: F811

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from typer.testing import CliRunner
 
 from serving.contract import read_metadata
 from serving.prior import TRAIN_PRIOR_KEY, adjust, model_train_prior, parse_prior_setting
 from tests.azurite import azurite, azurite_server  # noqa: F401 (fixtures)
+from tests.training_cli import cli
 from tests.tweet_factory import tweets, write_labelled
 from training.config import SEED
 from training.prior import (
@@ -175,7 +175,6 @@ def test_semeval_resampled_to_75_percent_negative(data_dir, repo_root, tmp_path)
     ``python -m training score``, estimated with the prior command. Prints the figures the how-to
     quotes: the estimate beats the naive share, accuracy and the Brier score improve."""
     from serving.runtime import SentimentModel
-    from training.cli import app
     from training.data import read_tweets
 
     source = data_dir / "semeval" / "semeval2017_test_binary.csv"
@@ -189,11 +188,10 @@ def test_semeval_resampled_to_75_percent_negative(data_dir, repo_root, tmp_path)
     negative = negative_all[rows]
     write_labelled(tmp_path / "stream.csv", zip(np.where(negative, 0, 1), texts, strict=True))
     scored = tmp_path / "scored.csv"
-    result = CliRunner().invoke(
-        app, ["score", str(tmp_path / "stream.csv"), "--out", str(scored), "--model", str(model_path),
-              "--no-progress"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    status, output = cli(
+        "score", tmp_path / "stream.csv", "--out", scored, "--model", model_path, "--no-progress"
+    )
+    assert status == 0, output
     report = run_prior_command(scores=scored, model=model_path, json_out=tmp_path / "prior.json")
     true_share = float(negative.mean())
     p = read_scores(scored)
@@ -242,17 +240,14 @@ def test_semeval_resampled_to_75_percent_negative(data_dir, repo_root, tmp_path)
 
 def test_scored_file_end_to_end(repo_root, tmp_path):
     """Tweets -> ``python -m training score`` -> the prior command, and the JSON it writes."""
-    from training.cli import app
-
     model_path = repo_root / "model" / "sentiment.onnx"
     texts, labels = tweets(600, seed=SEED)
     write_labelled(tmp_path / "tweets.csv", zip(labels, texts, strict=True))
     scored = tmp_path / "scored.csv"
-    result = CliRunner().invoke(
-        app, ["score", str(tmp_path / "tweets.csv"), "--out", str(scored), "--model", str(model_path),
-              "--no-progress"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    status, output = cli(
+        "score", tmp_path / "tweets.csv", "--out", scored, "--model", model_path, "--no-progress"
+    )
+    assert status == 0, output
     with scored.open(encoding="utf-8", newline="") as handle:
         column = [float(row["negative_probability"]) for row in csv.DictReader(handle)]
     report = run_prior_command(scores=scored, model=model_path, json_out=tmp_path / "out" / "prior.json")
